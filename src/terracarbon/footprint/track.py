@@ -1,0 +1,399 @@
+"""Energy and CO2e tracking of terracarbon runs (and of any user code or command).
+
+The tracker is codecarbon's :class:`~codecarbon.OfflineEmissionsTracker`: no network access, the
+carbon intensity comes from codecarbon's bundled per-country (and, for some countries, per-region)
+energy-mix tables. Each run writes two files into its run folder:
+
+``emissions.csv``
+    codecarbon's own CSV, one row appended per tracked run (all of codecarbon's columns).
+``emissions.json``
+    the :attr:`EmissionsTracking.result` dict of the *latest* run in that folder.
+
+Measurement method. codecarbon measures CPU power with Intel RAPL where ``/sys/class/powercap`` is
+readable; elsewhere (containers, AMD without RAPL access, VMs, this project's CI machine) it estimates
+it from the CPU load and the CPU model's TDP. GPUs are read through NVML, RAM power is estimated from
+the installed memory. The method codecarbon actually used is read back from the tracker's hardware
+objects and reported in ``result["method"]`` (CPU) and ``result["methods"]`` (per component), so a
+reader always knows whether a figure is measured or estimated.
+
+Example::
+
+    from terracarbon.footprint import track_emissions
+
+    with track_emissions("runs/exp1", "train", country_iso_code="DEU") as t:
+        train()
+    print(t.result["emissions_g"], t.result["method"])
+
+    @track_emissions("runs/exp1", "predict")
+    def predict(): ...
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ._compat import ConfigError, InputError, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Human-readable names of codecarbon's CPU power modes.
+CPU_METHODS: dict[str, str] = {
+    "intel_rapl": "RAPL",
+    "cpu_load": "estimated from CPU load (TDP)",
+    "constant": "estimated from TDP (constant, no load data)",
+    "intel_power_gadget": "Intel Power Gadget",
+    "apple_powermetrics": "Apple powermetrics",
+    "windows_emi": "Windows EMI",
+}
+
+#: Keys every result dict carries (values may be ``None`` when tracking failed).
+RESULT_KEYS = (
+    "task_name",
+    "energy_kwh",
+    "cpu_energy_kwh",
+    "gpu_energy_kwh",
+    "ram_energy_kwh",
+    "emissions_kg",
+    "emissions_g",
+    "duration_s",
+    "method",
+    "methods",
+    "country_iso_code",
+    "region",
+    "hardware",
+    "carbon_intensity_g_per_kwh",
+    "cpu_power_w",
+    "gpu_power_w",
+    "ram_power_w",
+    "cpu_model",
+    "gpu_model",
+    "cpu_count",
+    "gpu_count",
+    "codecarbon_version",
+    "started_at",
+    "error",
+)
+
+_ISO3 = re.compile(r"^[A-Za-z]{3}$")
+
+
+def _quiet_codecarbon() -> None:
+    # codecarbon logs "offline tracker init" at INFO before applying its own log_level.
+    logging.getLogger("codecarbon").setLevel(logging.ERROR)
+
+
+def _num(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def detect_methods(tracker: Any) -> dict[str, str]:
+    """Return how codecarbon measures each hardware component of a started ``tracker``.
+
+    Keys are ``cpu``, ``gpu``, ``ram`` (only those present); values are readable labels such as
+    ``"RAPL"``, ``"estimated from CPU load (TDP)"``, ``"NVML"``.
+    """
+    methods: dict[str, str] = {}
+    for hw in getattr(tracker, "_hardware", []) or []:
+        kind = type(hw).__name__
+        if kind == "CPU":
+            mode = str(getattr(hw, "_mode", "unknown"))
+            methods["cpu"] = CPU_METHODS.get(mode, mode)
+        elif kind in ("GPU", "AMDGPU", "NvidiaGPU"):
+            methods["gpu"] = "NVML" if kind != "AMDGPU" else "AMD SMI"
+        elif kind == "RAM":
+            methods["ram"] = "estimated from installed memory"
+        elif kind == "AppleSiliconChip":
+            methods.setdefault("cpu", "Apple powermetrics")
+    return methods
+
+
+def _hardware_string(data: dict[str, Any]) -> str:
+    parts = []
+    cpu_model = data.get("cpu_model") or "unknown CPU"
+    cpu_count = data.get("cpu_count")
+    parts.append(f"{cpu_count} x {cpu_model}" if cpu_count else str(cpu_model))
+    gpu_count = data.get("gpu_count") or 0
+    try:
+        gpu_count = int(gpu_count)
+    except (TypeError, ValueError):
+        gpu_count = 0
+    if gpu_count > 0:
+        parts.append(f"{gpu_count} x {data.get('gpu_model') or 'GPU'}")
+    ram = _num(data.get("ram_total_size"))
+    if ram:
+        parts.append(f"{ram:.0f} GB RAM")
+    return ", ".join(parts)
+
+
+class EmissionsTracking:
+    """One tracked run: a context manager and a decorator around codecarbon's offline tracker.
+
+    Use :func:`track_emissions` to create it. After the ``with`` block (or the decorated call)
+    :attr:`result` holds the figures (see :data:`RESULT_KEYS`), also written to
+    ``out_dir/emissions.json``; codecarbon appends its row to ``out_dir/emissions.csv``.
+
+    Tracking never breaks the tracked work: if codecarbon fails to start or stop, the work still
+    runs, the failure is logged and recorded in ``result["error"]`` and the energy figures are
+    ``None``. Exceptions raised by the tracked code propagate unchanged (the figures up to the
+    failure are still recorded).
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        task_name: str,
+        *,
+        country_iso_code: str = "USA",
+        region: str | None = None,
+        measure_power_secs: float = 15.0,
+        tracking_mode: str = "machine",
+        write_json: bool = True,
+    ) -> None:
+        if not isinstance(country_iso_code, str) or not _ISO3.match(country_iso_code):
+            raise ConfigError(
+                f"country_iso_code must be a 3-letter ISO 3166-1 alpha-3 code (e.g. 'USA', 'DEU'), "
+                f"got {country_iso_code!r}"
+            )
+        if tracking_mode not in ("machine", "process"):
+            raise ConfigError(f"tracking_mode must be 'machine' or 'process', got {tracking_mode!r}")
+        self.out_dir = Path(out_dir)
+        self.task_name = str(task_name)
+        self.country_iso_code = country_iso_code.upper()
+        self.region = region
+        self.measure_power_secs = float(measure_power_secs)
+        self.tracking_mode = tracking_mode
+        self.write_json = write_json
+        self.result: dict[str, Any] | None = None
+        self._tracker: Any = None
+        self._t0: float | None = None
+        self._started_at: str | None = None
+        self._start_error: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> EmissionsTracking:
+        """Start measuring (called by ``__enter__``)."""
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise InputError(self.out_dir, "run folder path exists and is not a directory")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.result = None
+        self._start_error = None
+        self._started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._t0 = time.perf_counter()
+        try:
+            from codecarbon import OfflineEmissionsTracker
+
+            _quiet_codecarbon()
+
+            kwargs: dict[str, Any] = dict(
+                country_iso_code=self.country_iso_code,
+                project_name=self.task_name,
+                output_dir=str(self.out_dir),
+                output_file="emissions.csv",
+                save_to_file=True,
+                log_level="error",
+                measure_power_secs=self.measure_power_secs,
+                tracking_mode=self.tracking_mode,
+                allow_multiple_runs=True,
+            )
+            if self.region:
+                kwargs["region"] = self.region
+            self._tracker = OfflineEmissionsTracker(**kwargs)
+            self._tracker.start()
+        except Exception as exc:  # noqa: BLE001 - tracking must never break the run
+            log.warning("codecarbon tracking unavailable for %r: %s", self.task_name, exc)
+            self._tracker = None
+            self._start_error = f"{type(exc).__name__}: {exc}"
+        self._t0 = time.perf_counter()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        """Stop measuring, build :attr:`result`, write ``emissions.json``; return the result."""
+        wall = time.perf_counter() - (self._t0 or time.perf_counter())
+        data: dict[str, Any] = {}
+        methods: dict[str, str] = {}
+        error = self._start_error
+        if self._tracker is not None:
+            try:
+                self._tracker.stop()
+                fd = getattr(self._tracker, "final_emissions_data", None)
+                data = dict(getattr(fd, "values", None) or (vars(fd) if fd is not None else {}))
+                methods = detect_methods(self._tracker)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("codecarbon failed to stop for %r: %s", self.task_name, exc)
+                error = f"{type(exc).__name__}: {exc}"
+            finally:
+                self._tracker = None
+        self.result = self._build_result(data, methods, wall, error)
+        if self.write_json:
+            try:
+                write_json_atomic(self.out_dir / "emissions.json", self.result)
+            except OSError as exc:  # pragma: no cover - disk problems
+                log.warning("could not write %s: %s", self.out_dir / "emissions.json", exc)
+        return self.result
+
+    def _build_result(
+        self, data: dict[str, Any], methods: dict[str, str], wall: float, error: str | None
+    ) -> dict[str, Any]:
+        emissions_kg = _num(data.get("emissions"))
+        energy = _num(data.get("energy_consumed"))
+        intensity = None
+        if emissions_kg is not None and energy:
+            intensity = emissions_kg * 1000.0 / energy
+        if methods:
+            method = methods.get("cpu") or next(iter(methods.values()))
+        else:
+            method = "unavailable"
+        res: dict[str, Any] = {
+            "task_name": self.task_name,
+            "energy_kwh": energy,
+            "cpu_energy_kwh": _num(data.get("cpu_energy")),
+            "gpu_energy_kwh": _num(data.get("gpu_energy")),
+            "ram_energy_kwh": _num(data.get("ram_energy")),
+            "emissions_kg": emissions_kg,
+            "emissions_g": emissions_kg * 1000.0 if emissions_kg is not None else None,
+            "duration_s": _num(data.get("duration")) or wall,
+            "method": method,
+            "methods": methods,
+            "country_iso_code": data.get("country_iso_code") or self.country_iso_code,
+            "region": data.get("region") or self.region,
+            "hardware": _hardware_string(data) if data else None,
+            "carbon_intensity_g_per_kwh": intensity,
+            "cpu_power_w": _num(data.get("cpu_power")),
+            "gpu_power_w": _num(data.get("gpu_power")),
+            "ram_power_w": _num(data.get("ram_power")),
+            "cpu_model": data.get("cpu_model"),
+            "gpu_model": data.get("gpu_model") or None,
+            "cpu_count": data.get("cpu_count"),
+            "gpu_count": data.get("gpu_count"),
+            "codecarbon_version": data.get("codecarbon_version"),
+            "started_at": self._started_at,
+            "error": error,
+        }
+        return res
+
+    # -- protocols ---------------------------------------------------------------------------
+    def __enter__(self) -> EmissionsTracking:
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.stop()
+        return False
+
+    def __call__(self, func: F) -> F:
+        """Use as a decorator: each call of ``func`` is tracked; ``wrapper.result`` holds the latest."""
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            run = EmissionsTracking(
+                self.out_dir,
+                self.task_name,
+                country_iso_code=self.country_iso_code,
+                region=self.region,
+                measure_power_secs=self.measure_power_secs,
+                tracking_mode=self.tracking_mode,
+                write_json=self.write_json,
+            )
+            try:
+                with run:
+                    return func(*args, **kwargs)
+            finally:
+                self.result = run.result
+                wrapper.result = run.result  # type: ignore[attr-defined]
+
+        wrapper.result = None  # type: ignore[attr-defined]
+        wrapper.tracking = self  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+
+def track_emissions(
+    out_dir: str | Path,
+    task_name: str,
+    *,
+    country_iso_code: str = "USA",
+    region: str | None = None,
+    measure_power_secs: float = 15.0,
+    tracking_mode: str = "machine",
+) -> EmissionsTracking:
+    """Track energy (CPU, GPU, RAM) and CO2e of a block of code or a function, offline.
+
+    Args:
+        out_dir: run folder; receives ``emissions.csv`` (codecarbon, one row per run appended) and
+            ``emissions.json`` (the latest :attr:`EmissionsTracking.result`). Created if missing.
+        task_name: label of the run (``"train"``, ``"predict"``...), codecarbon's project name.
+        country_iso_code: ISO 3166-1 alpha-3 code of the electricity grid (codecarbon offline data).
+        region: optional region/state inside the country (e.g. ``"california"`` for USA).
+        measure_power_secs: sampling interval of codecarbon's background thread.
+        tracking_mode: ``"machine"`` (whole machine, default) or ``"process"`` (this process only).
+
+    Returns:
+        An :class:`EmissionsTracking`, usable as ``with track_emissions(...) as t:`` (then
+        ``t.result``) or as a decorator ``@track_emissions(...)``.
+
+    ``result`` keys: ``energy_kwh, cpu_energy_kwh, gpu_energy_kwh, ram_energy_kwh, emissions_kg,
+    emissions_g, duration_s, method`` (CPU measurement method, e.g. ``"RAPL"`` or ``"estimated from
+    CPU load (TDP)"``), ``methods`` (per component), ``country_iso_code, region, hardware``,
+    ``carbon_intensity_g_per_kwh``, powers, hardware details, ``error`` (``None`` unless tracking failed).
+
+    Raises:
+        ConfigError: ``country_iso_code`` is not a 3-letter code or ``tracking_mode`` is unknown.
+    """
+    return EmissionsTracking(
+        out_dir,
+        task_name,
+        country_iso_code=country_iso_code,
+        region=region,
+        measure_power_secs=measure_power_secs,
+        tracking_mode=tracking_mode,
+    )
+
+
+def load_emissions(run_dir: str | Path) -> dict[str, Any]:
+    """Read ``emissions.json`` from a run folder.
+
+    Raises:
+        InputError: the file is missing or not a JSON object.
+    """
+    import json
+
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / "emissions.json"
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError(path, "no emissions record (file not found)") from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"unreadable emissions record ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise InputError(path, "emissions record is not a JSON object")
+    return obj
+
+
+def format_result(result: dict[str, Any] | None) -> str:
+    """One-line human summary of a tracking result, for CLI summaries."""
+    if not result:
+        return "energy/CO2e: not tracked"
+    if result.get("energy_kwh") is None:
+        return f"energy/CO2e: unavailable ({result.get('error') or 'no data'})"
+    parts = [
+        f"{result['energy_kwh'] * 1000:.3f} Wh",
+        f"{result['emissions_g']:.3f} g CO2e",
+        f"{result['duration_s']:.1f} s",
+        f"grid {result.get('country_iso_code')}" + (f"/{result['region']}" if result.get("region") else ""),
+        f"method: {result.get('method')}",
+    ]
+    return "energy " + ", ".join(parts)
