@@ -1,0 +1,2 @@
+"""terracarbon."""
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Readers and writers of the real dataset formats, and synthetic scene generators."""

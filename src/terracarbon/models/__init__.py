@@ -1,0 +1,1 @@
+"""Models: a registry of architectures and one portable checkpoint format."""

@@ -1,0 +1,1 @@
+"""Rasters: validated opening, COG writing, the tiled prediction engine, zonal statistics."""

@@ -1,0 +1,1 @@
+"""Lightning modules: sparse-label regression, semantic segmentation, instance segmentation."""
