@@ -55,7 +55,9 @@ def synth(
             "nodata fraction": meta["nodata_fraction"],
         },
     )
-    console.print(f"label noise floor RMSE: [bold]{scene.noise_floor_rmse:.2f} Mg/ha[/] (RMSE of the labels vs true AGB)")
+    console.print(
+        f"label noise floor RMSE: [bold]{scene.noise_floor_rmse:.2f} Mg/ha[/] (RMSE of the labels vs true AGB)"
+    )
     for name in ("stack", "agb", "labels", "aoi", "parcels", "meta"):
         p = getattr(scene, name)
         if p is not None:
