@@ -137,14 +137,14 @@ def test_load_and_bad_parameters(tmp_path, scene):
 def test_cli_synth_prints_noise_floor(tmp_path):
     from typer.testing import CliRunner
 
-    from terracarbon.cli.data import app
+    from terracarbon.cli import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["synth", str(tmp_path / "c"), "--size", "64", "--seed", "4", "--json"])
+    res = runner.invoke(app, ["data", "synth", str(tmp_path / "c"), "--size", "64", "--seed", "4", "--json"])
     assert res.exit_code == 0, res.output
     meta = json.loads(res.output)
     assert meta["noise_floor_rmse"] > 0 and meta["size"] == 64
-    res = runner.invoke(app, ["synth", str(tmp_path / "c2"), "--size", "64"])
+    res = runner.invoke(app, ["data", "synth", str(tmp_path / "c2"), "--size", "64"])
     assert res.exit_code == 0 and "noise floor" in res.output
-    res = runner.invoke(app, ["synth", str(tmp_path / "c3"), "--size", "64", "--region", "9"])
+    res = runner.invoke(app, ["data", "synth", str(tmp_path / "c3"), "--size", "64", "--region", "9"])
     assert res.exit_code == 2
