@@ -166,7 +166,8 @@ class UPerHead(nn.Module):
     ) -> None:
         super().__init__()
         self.ppm = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(s), _conv_bn_relu(in_channels[-1], channels, 1)) for s in pool_scales
+            nn.Sequential(nn.AdaptiveAvgPool2d(s), _conv_bn_relu(in_channels[-1], channels, 1))
+            for s in pool_scales
         )
         self.bottleneck = _conv_bn_relu(in_channels[-1] + len(pool_scales) * channels, channels)
         self.lateral = nn.ModuleList(_conv_bn_relu(c, channels, 1) for c in in_channels[:-1])
@@ -179,9 +180,13 @@ class UPerHead(nn.Module):
         pooled = [top] + [
             F.interpolate(p(top), size=top.shape[-2:], mode="bilinear", align_corners=False) for p in self.ppm
         ]
-        lat = [lat_conv(f) for lat_conv, f in zip(self.lateral, feats[:-1])] + [self.bottleneck(torch.cat(pooled, 1))]
+        lat = [lat_conv(f) for lat_conv, f in zip(self.lateral, feats[:-1])] + [
+            self.bottleneck(torch.cat(pooled, 1))
+        ]
         for i in range(len(lat) - 1, 0, -1):
-            lat[i - 1] = lat[i - 1] + F.interpolate(lat[i], size=lat[i - 1].shape[-2:], mode="bilinear", align_corners=False)
+            lat[i - 1] = lat[i - 1] + F.interpolate(
+                lat[i], size=lat[i - 1].shape[-2:], mode="bilinear", align_corners=False
+            )
         outs = [conv(lat[i]) for i, conv in enumerate(self.fpn)] + [lat[-1]]
         outs = [outs[0]] + [
             F.interpolate(o, size=outs[0].shape[-2:], mode="bilinear", align_corners=False) for o in outs[1:]
@@ -199,9 +204,13 @@ class UNetHead(nn.Module):
         self.blocks = nn.ModuleList()
         cur = rev[0]
         for skip in rev[1:]:
-            self.blocks.append(nn.Sequential(_conv_bn_relu(cur + skip, channels), _conv_bn_relu(channels, channels)))
+            self.blocks.append(
+                nn.Sequential(_conv_bn_relu(cur + skip, channels), _conv_bn_relu(channels, channels))
+            )
             cur = channels
-        self.final = nn.Sequential(_conv_bn_relu(cur, channels // 2), nn.Conv2d(channels // 2, out_channels, 1))
+        self.final = nn.Sequential(
+            _conv_bn_relu(cur, channels // 2), nn.Conv2d(channels // 2, out_channels, 1)
+        )
 
     def forward(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         rev = feats[::-1]
@@ -357,7 +366,9 @@ def paper_parameter_ratio(in_channels: int = 12, unet_encoder: str = "resnet34")
 
     out: dict[str, Any] = {"in_channels": in_channels, "unet_encoder": unet_encoder}
     with torch.device("meta"):
-        unet = build_model({"arch": "unet", "in_channels": in_channels, "classes": 1, "encoder_name": unet_encoder})
+        unet = build_model(
+            {"arch": "unet", "in_channels": in_channels, "classes": 1, "encoder_name": unet_encoder}
+        )
         out["unet_trainable"] = count_parameters(unet)[0]
         for dec in DECODERS:
             m = GFMRegressor(in_channels, 1, size="base", decoder=dec, img_size=224, freeze_encoder=True)
