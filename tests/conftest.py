@@ -19,7 +19,9 @@ SHARED_DATA = Path(os.environ.get("TERRACARBON_SHARED_DATA", REPO.parent / "shar
 def shared_data() -> Path:
     """The real data sets under ``../shared/data`` (NAICS, EPA factors, Hub emission records); skips when absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not available: {SHARED_DATA} does not exist (a user's clone has no ../shared)")
+        pytest.skip(
+            f"real data not available: {SHARED_DATA} does not exist (a user's clone has no ../shared)"
+        )
     return SHARED_DATA
 
 

@@ -32,7 +32,9 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def print_table(title: str, rows: Sequence[Mapping[str, Any]] | Mapping[str, Any], *, fmt: str = "{:,.3f}") -> None:
+def print_table(
+    title: str, rows: Sequence[Mapping[str, Any]] | Mapping[str, Any], *, fmt: str = "{:,.3f}"
+) -> None:
     """Print a list of dicts (one row each) or one dict (key/value rows) as a rich table."""
     table = Table(title=title)
 

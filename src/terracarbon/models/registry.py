@@ -85,7 +85,9 @@ def _unet(
 
 
 @register_arch("deeplabv3plus")
-def _deeplabv3plus(in_channels: int, classes: int, encoder_name: str = "resnet18", **kwargs: Any) -> nn.Module:
+def _deeplabv3plus(
+    in_channels: int, classes: int, encoder_name: str = "resnet18", **kwargs: Any
+) -> nn.Module:
     """segmentation-models-pytorch DeepLabv3+ (LandCover.ai's baseline family), from scratch."""
     import segmentation_models_pytorch as smp
 
@@ -109,7 +111,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, spec: dict[str, Any], me
     return Path(path)
 
 
-def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path, map_location: str = "cpu"
+) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """Load a checkpoint written by :func:`save_checkpoint`; returns ``(model in eval mode, spec, meta)``."""
     path = Path(path)
     if not path.exists():
@@ -119,7 +123,9 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[nn.Mod
     except Exception as exc:
         raise InputError(path, f"not a readable checkpoint ({exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise InputError(path, f"not a terracarbon model file (expected format {FORMAT!r}); export it with save_checkpoint")
+        raise InputError(
+            path, f"not a terracarbon model file (expected format {FORMAT!r}); export it with save_checkpoint"
+        )
     model = build_model(payload["spec"])
     try:
         model.load_state_dict(payload["state_dict"])

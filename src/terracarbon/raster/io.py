@@ -15,7 +15,12 @@ from rasterio.errors import RasterioIOError
 from terracarbon.errors import InputError
 from terracarbon.utils import atomic_path
 
-COG_OPTIONS: dict[str, Any] = {"compress": "DEFLATE", "blocksize": 256, "overviews": "AUTO", "BIGTIFF": "IF_SAFER"}
+COG_OPTIONS: dict[str, Any] = {
+    "compress": "DEFLATE",
+    "blocksize": 256,
+    "overviews": "AUTO",
+    "BIGTIFF": "IF_SAFER",
+}
 
 
 def open_raster(path: str | Path, expected_bands: int | None = None, require_crs: bool = True):
@@ -53,7 +58,9 @@ def check_readable(ds, path: str | Path) -> None:
         h, w = ds.block_shapes[0] if ds.block_shapes else (1, ds.width)
         row = max(0, ds.height - 1)
         col = max(0, ds.width - 1)
-        win = rasterio.windows.Window(col - col % w, row - row % h, min(w, ds.width - col + col % w), min(h, ds.height - row + row % h))
+        win = rasterio.windows.Window(
+            col - col % w, row - row % h, min(w, ds.width - col + col % w), min(h, ds.height - row + row % h)
+        )
         ds.read(window=win)
     except Exception as exc:  # GDAL raises RasterioIOError or CPLE_* here
         raise InputError(path, f"is truncated or corrupt: reading its last block failed ({exc})") from exc

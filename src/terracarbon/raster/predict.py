@@ -170,7 +170,15 @@ class TilePredictor:
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         h.update(
             json.dumps(
-                [self.out_channels, self.in_bands, self.mean, self.std, self.out_dtype, self.out_nodata, self.out_count],
+                [
+                    self.out_channels,
+                    self.in_bands,
+                    self.mean,
+                    self.std,
+                    self.out_dtype,
+                    self.out_nodata,
+                    self.out_count,
+                ],
                 default=str,
             ).encode()
         )
@@ -300,14 +308,19 @@ def _onnx_session(predictor: TilePredictor):
                     str(tmp),
                     input_names=["input"],
                     output_names=["output"],
-                    dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "height", 3: "width"}},
+                    dynamic_axes={
+                        "input": {0: "batch", 2: "height", 3: "width"},
+                        "output": {0: "batch", 2: "height", 3: "width"},
+                    },
                     opset_version=17,
                     dynamo=False,
                 )
             atomic_write_json(stamp, {"fingerprint": fp})
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
-    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    providers = [
+        p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()
+    ]
     return ort.InferenceSession(str(cache), sess_options=opts, providers=providers)
 
 
@@ -347,7 +360,9 @@ def _read_tiles(ds, predictor: TilePredictor, windows: Sequence[Window]) -> tupl
 _WORKER_RUNNERS: dict[tuple[int, str], _Runner] = {}
 
 
-def _predict_batch(predictor: TilePredictor, src: str, windows: list[Window], backend: str, device: str = "cpu"):
+def _predict_batch(
+    predictor: TilePredictor, src: str, windows: list[Window], backend: str, device: str = "cpu"
+):
     """Dask task: read and predict one batch of tiles; the runner is built once per worker process and predictor."""
     key = (id(predictor), backend)
     runner = _WORKER_RUNNERS.get(key)
@@ -450,7 +465,9 @@ def predict_raster(
     with open_raster(src_path) as ds:
         need = predictor.in_channels
         if predictor.in_bands is not None and max(predictor.in_bands) > ds.count:
-            raise InputError(src_path, f"has {ds.count} band(s) but the model reads band {max(predictor.in_bands)}")
+            raise InputError(
+                src_path, f"has {ds.count} band(s) but the model reads band {max(predictor.in_bands)}"
+            )
         if predictor.in_bands is None and need is not None and ds.count != need:
             raise InputError(src_path, f"has {ds.count} band(s) but the model expects {need}")
         height, width, crs, transform = ds.height, ds.width, ds.crs, ds.transform
@@ -458,8 +475,16 @@ def predict_raster(
 
     fp = hashlib.sha256(
         json.dumps(
-            [predictor.fingerprint(), str(src_path.resolve()), os.stat(src_path).st_size, os.stat(src_path).st_mtime_ns,
-             tile_size, overlap, batch_size, backend]
+            [
+                predictor.fingerprint(),
+                str(src_path.resolve()),
+                os.stat(src_path).st_size,
+                os.stat(src_path).st_mtime_ns,
+                tile_size,
+                overlap,
+                batch_size,
+                backend,
+            ]
         ).encode()
     ).hexdigest()[:16]
     state = _State(dst_path.with_name(f".{dst_path.name}.partial.tif"), fp)
@@ -509,7 +534,9 @@ def predict_raster(
     return dst_path
 
 
-def _create_partial(path: Path, predictor: TilePredictor, height, width, crs, transform, rows_per_strip: int) -> None:
+def _create_partial(
+    path: Path, predictor: TilePredictor, height, width, crs, transform, rows_per_strip: int
+) -> None:
     profile = {
         "driver": "GTiff",
         "height": height,
@@ -531,7 +558,9 @@ def _create_partial(path: Path, predictor: TilePredictor, height, width, crs, tr
         _decorate(dst, predictor.band_descriptions, predictor.colormap, tags)
 
 
-def _write_strip(path: Path, predictor: TilePredictor, acc, wsum, valid, r0: int, r1: int, width: int) -> None:
+def _write_strip(
+    path: Path, predictor: TilePredictor, acc, wsum, valid, r0: int, r1: int, width: int
+) -> None:
     h = r1 - r0
     blended = acc[:, :h, :width] / wsum[None, :h, :width]
     out = (predictor.finalize or _identity_finalize)(blended)
@@ -572,7 +601,9 @@ def dask_client(scheduler: Any):
         return
     if isinstance(scheduler, str) and scheduler.startswith("local"):
         n = int(scheduler.partition(":")[2] or 2)
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster:
             with Client(cluster) as client:
                 yield client
         return
@@ -590,8 +621,18 @@ def _dask_stream(predictor, src_path, todo, backend, scheduler):
         def submit_next() -> None:
             wins = next(it, None)
             if wins is not None:
-                inflight.append(client.submit(_predict_batch, model_future, str(src_path), wins, backend, "cpu",
-                                              pure=False, retries=3))
+                inflight.append(
+                    client.submit(
+                        _predict_batch,
+                        model_future,
+                        str(src_path),
+                        wins,
+                        backend,
+                        "cpu",
+                        pure=False,
+                        retries=3,
+                    )
+                )
 
         for _ in range(2 * n_workers + 1):
             submit_next()

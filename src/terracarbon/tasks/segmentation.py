@@ -37,7 +37,9 @@ def segmentation_metrics(num_classes: int, ignore_index: int | None = None) -> M
     )
 
 
-def summarise_metrics(values: dict[str, torch.Tensor], class_names: list[str] | None = None) -> dict[str, Any]:
+def summarise_metrics(
+    values: dict[str, torch.Tensor], class_names: list[str] | None = None
+) -> dict[str, Any]:
     """Turn computed metric tensors into plain numbers: per-class dicts, ``miou`` and the confusion matrix."""
     n = len(values["iou"])
     names = class_names or [str(i) for i in range(n)]
