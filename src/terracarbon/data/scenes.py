@@ -92,12 +92,12 @@ REGIONS: dict[int, dict[str, Any]] = {
         "name": "temperate",
         "mix": [0.40, 0.08, 0.15, 0.25, 0.06, 0.06],
         "ch": 22.0,
-        "a": 2.8,
-        "b": 1.5,
-        "amax": 600.0,
-        "s2_gain": 1.06,
-        "s2_offset": 0.008,
-        "sar_offset": 1.0,
+        "a": 4.2,
+        "b": 1.45,
+        "amax": 700.0,
+        "s2_gain": 1.08,
+        "s2_offset": 0.01,
+        "sar_offset": 1.5,
         "hv_k": 150.0,
         "dem_base": 450.0,
         "origin": (420000.0, 9550000.0),
@@ -232,8 +232,10 @@ def _field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np
     """Zero-mean unit-variance gaussian random field with gaussian correlation of ``sigma`` pixels (FFT filter)."""
     h, w = shape
     # pad so the periodic FFT filter does not wrap correlation across opposite edges
+    from scipy.fft import next_fast_len
+
     pad = int(min(3 * sigma, 2 * max(h, w)))
-    ph, pw = h + pad, w + pad
+    ph, pw = next_fast_len(h + pad, real=True), next_fast_len(w + pad, real=True)
     noise = rng.standard_normal((ph, pw))
     if sigma > 0:
         fy = np.fft.fftfreq(ph)[:, None]
