@@ -100,6 +100,8 @@ def test_mine_with_faults_stores_every_model_once(fake_hub, tmp_path):
     assert len(good) == 27 and (good.co2_g >= 0).all()
     assert set(by.domain) <= {"NLP", "Computer Vision"}
     assert by.loc["org6/model-0006", "n_parameters"] == 1006
+    assert by.loc["org6/model-0006", "size_bytes"] == 4 * 1006  # F32 weights
+    assert by.loc["org6/model-0006", "size_source"] == "safetensors"
 
 
 def test_rerun_resumes_and_completes(fake_hub, tmp_path):
@@ -206,3 +208,4 @@ def test_mine_real_hfco2_records(hfco2_rows, hub_online, tmp_path):
     assert df.loc["distilgpt2", "training_type"] == "pretraining"
     assert df.loc["distilgpt2", "downloads"] == 1172830
     assert df.auto.sum() > 1000
+    assert df.loc["distilgpt2", "size_bytes"] == 352833716  # no safetensors info: usedStorage

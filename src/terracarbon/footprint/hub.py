@@ -26,7 +26,8 @@ Schema (table ``models``): ``model_id`` (PK), ``author``, ``created_at``, ``last
 ``downloads``, ``likes``, ``library_name``, ``pipeline_tag``, ``domain``, ``tags`` (JSON),
 ``datasets`` (JSON), ``co2_reported`` (0/1), ``co2_g``, ``co2_status`` (ok/malformed/absent),
 ``co2_note``, ``co2_raw`` (JSON), ``source``, ``training_type``, ``geographical_location``,
-``hardware_used``, ``size_bytes``, ``n_parameters``, ``metrics`` (JSON), ``auto`` (AutoTrain/AutoNLP
+``hardware_used``, ``size_bytes`` (weights: safetensors parameters x dtype width, else the
+repo's ``usedStorage``), ``size_source``, ``storage_bytes``, ``n_parameters``, ``metrics`` (JSON), ``auto`` (AutoTrain/AutoNLP
 tag), ``card_error``, ``mined_at``. Table ``state`` holds the cursor; ``pages`` logs fetched pages.
 """
 
@@ -95,6 +96,8 @@ CREATE TABLE IF NOT EXISTS models (
     geographical_location TEXT,
     hardware_used TEXT,
     size_bytes INTEGER,
+    size_source TEXT,
+    storage_bytes INTEGER,
     n_parameters INTEGER,
     metrics TEXT,
     auto INTEGER,
@@ -129,6 +132,8 @@ MODEL_COLUMNS = (
     "geographical_location",
     "hardware_used",
     "size_bytes",
+    "size_source",
+    "storage_bytes",
     "n_parameters",
     "metrics",
     "auto",
@@ -180,6 +185,51 @@ def _int(v: Any) -> int | None:
         return int(v) if v is not None and not isinstance(v, bool) else None
     except (TypeError, ValueError):
         return None
+
+
+#: bytes per parameter of safetensors dtypes
+DTYPE_BYTES = {
+    "F64": 8,
+    "I64": 8,
+    "U64": 8,
+    "F32": 4,
+    "I32": 4,
+    "U32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I16": 2,
+    "U16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
+
+
+def _size(safetensors: Mapping[str, Any], used_storage: Any) -> dict[str, Any]:
+    """Model size in bytes: weights from safetensors dtype counts, else the repo's storage.
+
+    The study measured the size of ``pytorch_model.bin``; the weights' byte count (parameters x
+    dtype width) is the listing-only equivalent. ``usedStorage`` (every file and format in the
+    repo) is the fallback and is kept in ``storage_bytes``.
+    """
+    storage = _int(used_storage)
+    params = safetensors.get("parameters") if isinstance(safetensors, Mapping) else None
+    if isinstance(params, Mapping) and params:
+        total = 0
+        for dtype, n in params.items():
+            width = DTYPE_BYTES.get(str(dtype).upper())
+            count = _int(n)
+            if width is None or count is None:
+                total = None
+                break
+            total += width * count
+        if total:
+            return {"size_bytes": total, "size_source": "safetensors", "storage_bytes": storage}
+    if storage:
+        return {"size_bytes": storage, "size_source": "usedStorage", "storage_bytes": storage}
+    return {"size_bytes": None, "size_source": None, "storage_bytes": storage}
 
 
 def parse_model_item(item: Mapping[str, Any], mined_at: str | None = None) -> dict[str, Any] | None:
@@ -247,7 +297,7 @@ def parse_model_item(item: Mapping[str, Any], mined_at: str | None = None) -> di
         "training_type": co2["training_type"],
         "geographical_location": co2["geographical_location"],
         "hardware_used": co2["hardware_used"],
-        "size_bytes": _int(item.get("usedStorage")),
+        **_size(safetensors, item.get("usedStorage")),
         "n_parameters": _int(safetensors.get("total")),
         "metrics": _json(extract_metrics(card)),
         "auto": int(any(t in ("autotrain", "autonlp") for t in tags if isinstance(t, str))),

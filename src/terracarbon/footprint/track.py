@@ -390,10 +390,84 @@ def format_result(result: dict[str, Any] | None) -> str:
     if result.get("energy_kwh") is None:
         return f"energy/CO2e: unavailable ({result.get('error') or 'no data'})"
     parts = [
-        f"{result['energy_kwh'] * 1000:.3f} Wh",
-        f"{result['emissions_g']:.3f} g CO2e",
+        f"{result['energy_kwh'] * 1000:.4g} Wh",
+        f"{result['emissions_g']:.4g} g CO2e",
         f"{result['duration_s']:.1f} s",
         f"grid {result.get('country_iso_code')}" + (f"/{result['region']}" if result.get("region") else ""),
         f"method: {result.get('method')}",
     ]
     return "energy " + ", ".join(parts)
+
+
+class TrackedCommand:
+    """Outcome of :func:`track_command`: the command's exit code and the tracking result."""
+
+    def __init__(self, returncode: int, result: dict[str, Any] | None, out_dir: Path) -> None:
+        self.returncode = returncode
+        self.result = result
+        self.out_dir = out_dir
+
+    def __repr__(self) -> str:  # pragma: no cover - cosmetic
+        return f"TrackedCommand(returncode={self.returncode}, out_dir={str(self.out_dir)!r})"
+
+
+def track_command(
+    command: list[str],
+    out_dir: str | Path,
+    *,
+    task_name: str | None = None,
+    country_iso_code: str = "USA",
+    region: str | None = None,
+    measure_power_secs: float = 15.0,
+) -> TrackedCommand:
+    """Run ``command`` as a subprocess while tracking its energy and CO2e.
+
+    The measurement covers the whole machine while the command runs (codecarbon's ``machine``
+    mode: a subprocess is not part of this Python process). Output streams are inherited.
+
+    Returns:
+        :class:`TrackedCommand` with the command's exit code (127 when the program is not found,
+        as shells do) and the tracking result (also in ``out_dir/emissions.json``).
+
+    Raises:
+        ConfigError: empty command.
+    """
+    import shutil
+    import subprocess
+
+    if not command:
+        raise ConfigError("no command to track: give it after '--', e.g. `-- python train.py`")
+    name = task_name or Path(command[0]).name
+    run = EmissionsTracking(
+        out_dir,
+        name,
+        country_iso_code=country_iso_code,
+        region=region,
+        measure_power_secs=measure_power_secs,
+        tracking_mode="machine",
+    )
+    exe = shutil.which(command[0]) or command[0]
+    with run:
+        try:
+            proc = subprocess.Popen([exe, *command[1:]])
+        except FileNotFoundError:
+            log.error("command not found: %s", command[0])
+            returncode = 127
+        except PermissionError:
+            log.error("command not executable: %s", command[0])
+            returncode = 126
+        else:
+            try:
+                returncode = proc.wait()
+            except KeyboardInterrupt:
+                proc.terminate()
+                try:
+                    returncode = proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    returncode = proc.wait()
+    if run.result is not None:
+        run.result["command"] = list(command)
+        run.result["returncode"] = returncode
+        write_json_atomic(Path(out_dir) / "emissions.json", run.result)
+    return TrackedCommand(returncode, run.result, Path(out_dir))

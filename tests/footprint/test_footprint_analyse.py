@@ -1,0 +1,126 @@
+"""Research-question analysis: tables, Spearman correlations, plots, summary."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from terracarbon.errors import ConfigError, InputError
+from terracarbon.footprint.analyse import analyse, spearman
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _study_csv(path, n=60, seed=0):
+    """A small CSV in the study's HFCO2 layout, emissions growing with model size."""
+    rng = np.random.default_rng(seed)
+    size = np.sort(rng.uniform(1e6, 1e9, n))
+    co2 = size / 1e6 * rng.uniform(0.9, 1.1, n)
+    co2 = np.sort(co2)  # perfectly monotone in size
+    domains = np.array(["NLP", "Computer Vision", "Audio"])[np.arange(n) % 3]
+    df = pd.DataFrame(
+        {
+            "modelId": [f"u/m{i}" for i in range(n)],
+            "datasets": ["['d']"] * n,
+            "datasets_size": np.where(np.arange(n) % 2 == 0, size * 10, np.nan),
+            "co2_eq_emissions": co2,
+            "co2_reported": 1,
+            "source": np.where(np.arange(n) % 4 == 0, "Code Carbon", "AutoTrain"),
+            "training_type": np.where(np.arange(n) % 5 == 0, "fine-tuning", "Not Specified"),
+            "geographical_location": "Not Specified",
+            "environment": "Not Specified",
+            "performance_metrics": ["{'accuracy': 0.9, 'f1': nan, 'rouge1': nan, 'rougeL': nan}"] * n,
+            "performance_score": rng.uniform(0.5, 1, n),
+            "downloads": rng.integers(0, 1000, n),
+            "likes": rng.integers(0, 5, n),
+            "library_name": ["['transformers', 'pytorch']"] * n,
+            "domain": domains,
+            "size": size,
+            "created_at": pd.date_range("2021-01-01", periods=n, freq="20D").strftime("%Y-%m-%d"),
+            "auto": np.arange(n) % 4 != 0,
+        }
+    )
+    df.to_csv(path, index=False)
+    return df
+
+
+def test_analyse_synthetic_csv(tmp_path):
+    src = _study_csv(tmp_path / "study.csv")
+    res = analyse(csv=tmp_path / "study.csv", out=tmp_path / "out")
+    f = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert f["models"] == len(src) == f["usable_emissions"]
+    assert f["spearman"]["model size"]["rho"] == pytest.approx(1.0)
+    assert f["spearman"]["dataset size"]["n"] == int(src["datasets_size"].notna().sum())
+    assert f["trend_time_vs_emissions"]["rho"] == pytest.approx(1.0)  # created in size order
+    assert f["sources"] == {"AutoTrain": 45, "Code Carbon": 15}
+    assert sum(f["efficiency_labels"].values()) == len(src)
+    classes = pd.read_csv(res.classes)
+    assert len(classes) == len(src) and set(classes.columns) >= {"reporting_class", "efficiency_label"}
+    text = res.summary.read_text()
+    for heading in (
+        "## RQ1",
+        "## RQ2",
+        "Spearman correlations",
+        "Carbon-efficiency labels",
+        "By application domain",
+    ):
+        assert heading in text
+    assert "cannot be computed" in text  # only reporting models in the study CSV
+    names = {p.name for p in res.plots}
+    assert {"emissions_vs_size.png", "emissions_by_domain.png", "classes.png"} <= names
+    for p in res.plots:
+        assert p.read_bytes()[:8] == PNG
+
+
+def test_analyse_miner_db_reporting_share(tmp_path):
+    from conftest import synthetic_items
+    from terracarbon.footprint.hub import _upsert, open_db, parse_model_item
+
+    items = synthetic_items(36)
+    con = open_db(tmp_path / "m.sqlite")
+    with con:
+        _upsert(con, [parse_model_item(it) for it in items])
+    con.close()
+    res = analyse(db=tmp_path / "m.sqlite", out=tmp_path / "out", plots=False)
+    per_year = {r["year"]: r for r in res.figures["per_year"]}
+    # expected share per creation year from the items themselves
+    for year in ("2021", "2022", "2023"):
+        ids = [it for it in items if it["createdAt"].startswith(year)]
+        rep = [it for it in ids if isinstance(it["cardData"], dict) and "co2_eq_emissions" in it["cardData"]]
+        assert per_year[year]["models"] == len(ids)
+        assert per_year[year]["share reporting %"] == pytest.approx(100 * len(rep) / len(ids))
+    assert res.figures["malformed"] == 2
+    assert res.figures["reporting_classes"]["not reported"] == 12 + 1  # every third + the broken card
+    assert res.plots == []
+
+
+def test_analyse_real_hfco2_reproduces_study_findings(shared_data, tmp_path):
+    res = analyse(csv=shared_data / "footprint" / "HFCO2.csv", out=tmp_path / "out", plots=False)
+    f = res.figures
+    assert f["models"] > 1400
+    # emissions correlate positively with model size and dataset size (study RQ2)
+    assert f["spearman"]["model size"]["rho"] > 0.2 and f["spearman"]["model size"]["p"] < 1e-6
+    assert f["spearman"]["dataset size"]["rho"] > 0.3
+    # reported emissions decreased over time (study RQ1: "slight decrease")
+    assert f["trend_time_vs_emissions"]["rho"] < 0
+    # NLP dominates; AutoTrain is the main measurement source
+    assert f["by_domain"][0]["domain"] == "NLP"
+    assert max(f["sources"], key=f["sources"].get) == "AutoTrain"
+
+
+def test_spearman_and_input_errors(tmp_path):
+    r = spearman(pd.Series([1, 2, 3, np.nan, 5]), pd.Series([2, 4, 6, 8, np.inf]))
+    assert r["n"] == 3 and r["rho"] == pytest.approx(1.0)
+    assert np.isnan(spearman(pd.Series([1, 1, 1]), pd.Series([1, 2, 3]))["rho"])
+    with pytest.raises(ConfigError, match="exactly one"):
+        analyse(out=tmp_path, csv=tmp_path / "a.csv", db=tmp_path / "b.sqlite")
+    with pytest.raises(InputError, match="not found"):
+        analyse(out=tmp_path, csv=tmp_path / "missing.csv")
+    (tmp_path / "wrong.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match="missing column"):
+        analyse(out=tmp_path, csv=tmp_path / "wrong.csv")
+    with pytest.raises(InputError, match="not found"):
+        analyse(out=tmp_path, db=tmp_path / "missing.sqlite")
