@@ -42,6 +42,7 @@ __all__ = [
     "build_gfm",
     "count_parameters",
     "freeze_encoder",
+    "parameter_table",
 ]
 
 #: (variant, size) -> timm model name
@@ -148,14 +149,37 @@ def _conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
 
 
 class ConvHead(nn.Module):
-    """The paper's decoder: ONE convolution on the last encoder stage, then bilinear upsampling to full resolution."""
+    """The paper's decoder: ONE convolution on the last encoder stage, then upsampling to full resolution.
 
-    def __init__(self, in_channels: Sequence[int], out_channels: int = 1, kernel_size: int = 3) -> None:
+    ``upsample="bilinear"``: the conv maps to ``out_channels`` and the map is bilinearly upsampled (the plain
+    reading of "one conv layer + upsampling"). ``upsample="pixelshuffle"``: the conv maps to
+    ``out_channels * stride**2`` and a parameter-free pixel shuffle rearranges them to full resolution (each
+    last-stage token predicts its ``stride×stride`` pixel block, like SimMIM's reconstruction head).
+    """
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        out_channels: int = 1,
+        kernel_size: int = 3,
+        upsample: str = "bilinear",
+        stride: int = 32,
+    ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels[-1], out_channels, kernel_size, padding=kernel_size // 2)
+        if upsample not in ("bilinear", "pixelshuffle"):
+            raise ConfigError(f"head_upsample must be 'bilinear' or 'pixelshuffle', got {upsample!r}")
+        self.upsample = upsample
+        self.stride = stride
+        c = out_channels * (stride * stride if upsample == "pixelshuffle" else 1)
+        self.conv = nn.Conv2d(in_channels[-1], c, kernel_size, padding=kernel_size // 2)
 
     def forward(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        return F.interpolate(self.conv(feats[-1]), size=size, mode="bilinear", align_corners=False)
+        y = self.conv(feats[-1])
+        if self.upsample == "pixelshuffle":
+            y = F.pixel_shuffle(y, self.stride)
+            if tuple(y.shape[-2:]) == tuple(size):
+                return y
+        return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
 
 
 class UPerHead(nn.Module):
@@ -253,11 +277,13 @@ class GFMRegressor(nn.Module):
         freeze_encoder: only the decoder is trainable when True.
         unfreeze_last_n_stages: with ``freeze_encoder``, the last N encoder stages stay trainable.
         decoder_channels: width of the ``upernet``/``unet`` decoders. head_kernel_size: kernel of the ``conv`` head.
+        head_upsample: ``"bilinear"`` or ``"pixelshuffle"`` upsampling after the ``conv`` head.
         encoder_weights: local file with encoder weights (see :func:`terracarbon.models.weights.load_encoder_weights`).
         band_adapt: how the first layer is adapted when the checkpoint's band count differs
             (``"average"`` | ``"repeat"`` | ``"select"``).
         checkpoint_bands / bands: band names of the checkpoint and of this model (for ``"select"`` by name).
         embed_dim, depths, num_heads: override the Swin widths (small models for tests).
+        init_from: a terracarbon model file of the same GFM whose weights (encoder and decoder) are the start point.
     """
 
     def __init__(
@@ -275,6 +301,7 @@ class GFMRegressor(nn.Module):
         unfreeze_last_n_stages: int = 0,
         decoder_channels: int = 64,
         head_kernel_size: int = 3,
+        head_upsample: str = "bilinear",
         encoder_weights: str | Path | None = None,
         band_adapt: str = "average",
         checkpoint_bands: Sequence[str] | None = None,
@@ -283,6 +310,7 @@ class GFMRegressor(nn.Module):
         embed_dim: int | None = None,
         depths: Sequence[int] | None = None,
         num_heads: Sequence[int] | None = None,
+        init_from: str | Path | None = None,
     ) -> None:
         super().__init__()
         if decoder not in DECODERS:
@@ -301,7 +329,13 @@ class GFMRegressor(nn.Module):
         )
         chans = self.encoder.channels
         if decoder == "conv":
-            self.decoder = ConvHead(chans, out_channels, kernel_size=head_kernel_size)
+            self.decoder = ConvHead(
+                chans,
+                out_channels,
+                kernel_size=head_kernel_size,
+                upsample=head_upsample,
+                stride=self.encoder.stride,
+            )
         elif decoder == "upernet":
             self.decoder = UPerHead(chans, out_channels, channels=decoder_channels)
         else:
@@ -319,8 +353,32 @@ class GFMRegressor(nn.Module):
                 checkpoint_bands=checkpoint_bands,
                 bands=bands,
             )
+        if init_from is not None:
+            self._init_from(Path(init_from))
         self.frozen = bool(freeze_encoder)
         freeze_encoder_fn(self, self.frozen, unfreeze_last_n_stages)
+
+    def _init_from(self, path: Path) -> None:
+        """Start from all weights (encoder + decoder) of a terracarbon GFM model file (fine-tuning a trained model)."""
+        from terracarbon.errors import InputError
+
+        if not path.exists():
+            raise InputError(path, "init_from model file does not exist")
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise InputError(path, f"not a readable torch file ({exc})") from exc
+        sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+        if not isinstance(sd, dict):
+            raise InputError(path, "holds no state dict")
+        own = self.state_dict()
+        bad = [k for k in own if k not in sd or sd[k].shape != own[k].shape]
+        if bad:
+            raise InputError(
+                path,
+                f"does not match this GFM ({len(bad)} missing or mis-shaped keys, e.g. {', '.join(bad[:5])})",
+            )
+        self.load_state_dict({k: sd[k] for k in own})
 
     def train(self, mode: bool = True) -> GFMRegressor:
         """Keep a fully frozen encoder in eval mode (no dropout / drop-path noise on frozen features)."""
@@ -356,28 +414,50 @@ def build_gfm(
     return GFMRegressor(in_channels=in_channels, out_channels=int(out), **kwargs)
 
 
-def paper_parameter_ratio(in_channels: int = 12, unet_encoder: str = "resnet34") -> dict[str, Any]:
-    """Trainable parameters of the paper's configuration (Swin-B frozen + decoder) vs a U-Net trained from scratch.
+def parameter_table(
+    in_channels: int = 12, unet_encoder: str = "resnet34", size: str = "base", variant: str = "swin"
+) -> list[dict[str, Any]]:
+    """Trainable/total parameters of a U-Net from scratch and of GFMs with a frozen encoder and each head.
 
-    Builds the models on the ``meta`` device where possible (no memory, no compute) and counts parameters. Returns
-    a dict with the U-Net's and each GFM head's trainable counts and the ratios ``unet / head``.
+    The paper's configuration is ``size="base"`` (Swin-B) + ``decoder="conv"``. Models are built on the ``meta``
+    device (no memory, no compute). Each row: ``model``, ``trainable``, ``total``, ``unet_ratio`` (U-Net trainable
+    / this model's trainable).
     """
     from terracarbon.models.registry import build_model
 
-    out: dict[str, Any] = {"in_channels": in_channels, "unet_encoder": unet_encoder}
+    rows: list[dict[str, Any]] = []
     with torch.device("meta"):
         unet = build_model(
             {"arch": "unet", "in_channels": in_channels, "classes": 1, "encoder_name": unet_encoder}
         )
-        out["unet_trainable"] = count_parameters(unet)[0]
-        for dec in DECODERS:
-            m = GFMRegressor(in_channels, 1, size="base", decoder=dec, img_size=224, freeze_encoder=True)
+        u_tr, u_tot = count_parameters(unet)
+        rows.append(
+            {"model": f"U-Net (smp, {unet_encoder}, from scratch)", "trainable": u_tr, "total": u_tot}
+        )
+        name = "Swin-B" if size == "base" else "Swin-T"
+        if variant == "swinv2":
+            name += " v2"
+        configs = [
+            (f"GFM {name} frozen + 1 conv 3x3 + bilinear (paper)", {"decoder": "conv"}),
+            (f"GFM {name} frozen + 1 conv 1x1 + bilinear", {"decoder": "conv", "head_kernel_size": 1}),
+            (
+                f"GFM {name} frozen + 1 conv 1x1 + pixel shuffle",
+                {"decoder": "conv", "head_kernel_size": 1, "head_upsample": "pixelshuffle"},
+            ),
+            (f"GFM {name} frozen + UPerNet-style (64 ch)", {"decoder": "upernet"}),
+            (f"GFM {name} frozen + U-Net-style (64 ch)", {"decoder": "unet"}),
+            (f"GFM {name} unfrozen + 1 conv 3x3", {"decoder": "conv", "freeze_encoder": False}),
+        ]
+        for label, kw in configs:
+            kw = {"freeze_encoder": True, **kw}
+            m = GFMRegressor(
+                in_channels, 1, size=size, variant=variant, img_size=224 if variant == "swin" else 256, **kw
+            )
             tr, tot = count_parameters(m)
-            out[f"gfm_{dec}_trainable"] = tr
-            out[f"gfm_{dec}_total"] = tot
-            out[f"ratio_unet_to_gfm_{dec}"] = out["unet_trainable"] / max(tr, 1)
-        out["swin_b_encoder_params"] = count_parameters(m.encoder)[1]
-    return out
+            rows.append({"model": label, "trainable": tr, "total": tot})
+    for r in rows:
+        r["unet_ratio"] = u_tr / max(r["trainable"], 1)
+    return rows
 
 
 try:  # register with the model registry (imported lazily by the registry for arch "gfm")
