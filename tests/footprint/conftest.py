@@ -17,7 +17,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
 import pytest
 
@@ -144,6 +144,8 @@ class FakeHub:
         self.faults: dict[int, list[str]] = {}  # cursor -> faults consumed one per request
         self.requests: list[tuple[str, str]] = []  # (path+query, outcome)
         self.retry_after = "1"
+        self.datasets: dict[str, dict] = {}  # dataset id -> cardData
+        self.dataset_faults: dict[str, list[str]] = {}
         self.slow_s = 1.0
         hub = self
 
@@ -182,8 +184,23 @@ class FakeHub:
         h.end_headers()
         h.wfile.write(body)
 
+    def _dataset(self, h, ds: str) -> None:
+        pending = self.dataset_faults.get(ds)
+        if pending:
+            fault = pending.pop(0)
+            self.requests.append((h.path, fault))
+            return self._send(h, int(fault), b'{"error": "fault"}', {"Retry-After": "0"})
+        if ds not in self.datasets:
+            self.requests.append((h.path, "404"))
+            return self._send(h, 404, b'{"error": "Repository not found"}')
+        self.requests.append((h.path, "200"))
+        body = {"_id": hashlib.md5(ds.encode()).hexdigest()[:24], "id": ds, "cardData": self.datasets[ds]}
+        self._send(h, 200, json.dumps(body).encode())
+
     def _handle(self, h) -> None:
         parsed = urlparse(h.path)
+        if parsed.path.startswith("/api/datasets/"):
+            return self._dataset(h, unquote(parsed.path[len("/api/datasets/") :]))
         if parsed.path != "/api/models":
             self.requests.append((h.path, "404"))
             return self._send(h, 404, b'{"error": "Not Found"}')

@@ -75,8 +75,10 @@ def test_mine_classify_analyse(fake_hub, tmp_path):
     res = runner.invoke(app, ["mine", "--db", str(db), "--limit", "12", "--min-interval", "0"])
     assert res.exit_code == 0, res.output
     assert "models stored" in res.output
-    res = runner.invoke(app, ["mine", "--db", str(db), "--min-interval", "0"])  # resumes
+    fake_hub.datasets = {"ds0": {"dataset_info": {"dataset_size": 4096}}}
+    res = runner.invoke(app, ["mine", "--db", str(db), "--min-interval", "0", "--dataset-sizes"])  # resumes
     assert res.exit_code == 0 and "True" in res.output
+    assert "dataset sizes" in res.output and "not found" in res.output
     from terracarbon.footprint.hub import read_models
 
     assert len(read_models(db)) == 30

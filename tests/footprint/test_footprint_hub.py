@@ -9,10 +9,11 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from terracarbon.errors import ConfigError
-from terracarbon.footprint.hub import HubError, mine_hub, read_models
+from terracarbon.footprint.hub import HubError, fetch_dataset_sizes, mine_hub, read_models
 from terracarbon.footprint.normalise import extract_metrics, normalise_co2
 
 FAST = dict(timeout=0.4, backoff_s=0.01, min_interval_s=0.0, progress=False)
@@ -209,3 +210,27 @@ def test_mine_real_hfco2_records(hfco2_rows, hub_online, tmp_path):
     assert df.loc["distilgpt2", "downloads"] == 1172830
     assert df.auto.sum() > 1000
     assert df.loc["distilgpt2", "size_bytes"] == 352833716  # no safetensors info: usedStorage
+
+
+def test_dataset_sizes_are_looked_up_once(fake_hub, tmp_path):
+    from terracarbon.footprint.classify import load_records
+
+    db = tmp_path / "hub.sqlite"
+    mine_hub(db, **FAST)
+    fake_hub.datasets = {
+        "ds0": {"dataset_info": {"dataset_size": 1000}},
+        "ds1": {"dataset_info": [{"config_name": "a", "dataset_size": 10}, {"dataset_size": 5}]},
+        "ds2": {"license": "mit"},
+    }
+    fake_hub.dataset_faults = {"ds0": ["429"], "ds1": ["503"]}
+    kw = {k: v for k, v in FAST.items() if k != "timeout"}
+    counts = fetch_dataset_sizes(db, sleep=lambda s: None, **kw)
+    assert counts == {"ok": 2, "no size": 1, "not found": 1}
+    n_requests = len(fake_hub.requests)
+    assert fetch_dataset_sizes(db, **kw) == counts  # resumable: nothing asked twice
+    assert len(fake_hub.requests) == n_requests
+    rec = load_records(db=db).set_index("model_id")
+    assert rec.loc["org4/model-0004", "datasets_size"] == 1000  # uses ds0 (i % 4 == 0)
+    assert rec.loc["org1/model-0001", "datasets_size"] == 15  # ds1: two configurations summed
+    assert np.isnan(rec.loc["org6/model-0006", "datasets_size"])  # ds2: card without a size
+    assert np.isnan(rec.loc["org0/model-0007", "datasets_size"])  # ds3: not on the Hub

@@ -127,9 +127,12 @@ def mine(
     min_interval: float = typer.Option(0.5, "--min-interval", help="Minimum seconds between requests."),
     max_retries: int = typer.Option(6, "--max-retries", help="Retries for 429/5xx/timeouts."),
     token: str = typer.Option(None, "--token", help="Hub token (optional; none is read from disk)."),
+    dataset_sizes: bool = typer.Option(
+        False, "--dataset-sizes", help="Also look up the size of every dataset used by a reporting model."
+    ),
 ) -> None:
     """Mine model listings with their card data into SQLite (resumable, polite)."""
-    from terracarbon.footprint.hub import mine_hub
+    from terracarbon.footprint.hub import fetch_dataset_sizes, mine_hub
 
     res = mine_hub(
         db,
@@ -158,6 +161,16 @@ def mine(
             **{f"co2 {k}": v for k, v in sorted(res.co2_counts.items())},
         },
     )
+    if dataset_sizes:
+        counts = fetch_dataset_sizes(
+            db,
+            endpoint=endpoint,
+            token=token,
+            timeout=timeout,
+            min_interval_s=min_interval,
+            max_retries=max_retries,
+        )
+        print_table("dataset sizes", counts)
 
 
 @app.command("classify")

@@ -16,8 +16,9 @@ reporting-practice and carbon-efficiency classes, :func:`terracarbon.footprint.c
 
 Data differences worth knowing: the miner records model size as the weights' byte count from the
 listing's safetensors metadata (else the repo's storage); the study downloaded the size of
-``pytorch_model.bin``. Dataset sizes are not part of the model listing, so the dataset-size
-correlation is only available for the study's CSV.
+``pytorch_model.bin``. Dataset sizes are not part of the model listing: they come from
+:func:`terracarbon.footprint.hub.fetch_dataset_sizes` (``mine --dataset-sizes``), as the study
+looked them up per dataset.
 """
 
 from __future__ import annotations

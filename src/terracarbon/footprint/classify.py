@@ -229,9 +229,10 @@ def records_from_csv(path: str | Path) -> pd.DataFrame:
 
 def records_from_db(db_path: str | Path) -> pd.DataFrame:
     """Read a miner database (:mod:`terracarbon.footprint.hub`) into the normalised records table."""
-    from .hub import read_models
+    from .hub import read_dataset_sizes, read_models
 
     raw = read_models(db_path)
+    sizes = read_dataset_sizes(db_path)
     df = pd.DataFrame({"model_id": raw["model_id"].astype(str)})
     df["co2_reported"] = raw["co2_reported"].astype(int)
     df["co2_status"] = raw["co2_status"]
@@ -253,7 +254,8 @@ def records_from_db(db_path: str | Path) -> pd.DataFrame:
     df["likes"] = pd.to_numeric(raw["likes"], errors="coerce")
     df["size"] = pd.to_numeric(raw["size_bytes"], errors="coerce")
     df["datasets"] = raw["datasets"].map(_literal_list)
-    df["datasets_size"] = np.nan  # not in the listing; see the module docstring of analyse
+    # as in the study: the sum of the known dataset sizes, missing when none is known (0 -> NaN)
+    df["datasets_size"] = [float(sum(sizes.get(d, 0) for d in ds)) or np.nan for ds in df["datasets"]]
     metrics = pd.DataFrame([json.loads(m) if isinstance(m, str) and m else {} for m in raw["metrics"]])
     metrics.index = df.index
     df["performance_score"] = performance_score(metrics)

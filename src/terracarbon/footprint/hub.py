@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from ._compat import ConfigError, InputError, TerracarbonError
 from .normalise import domain_of, extract_metrics, normalise_co2
@@ -105,6 +105,9 @@ CREATE TABLE IF NOT EXISTS models (
     mined_at TEXT
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS datasets (
+    dataset_id TEXT PRIMARY KEY, size_bytes INTEGER, status TEXT NOT NULL, fetched_at TEXT
+);
 CREATE TABLE IF NOT EXISTS pages (
     n INTEGER PRIMARY KEY AUTOINCREMENT, url TEXT, n_items INTEGER, fetched_at TEXT
 );
@@ -409,7 +412,7 @@ class _Fetcher:
             self.waited_s += seconds
             self.sleep(seconds)
 
-    def get(self, url: str):
+    def get(self, url: str, accept: tuple[int, ...] = ()):
         import httpx
         from huggingface_hub.errors import OfflineModeIsEnabled
         from huggingface_hub.utils import hf_raise_for_status
@@ -433,6 +436,8 @@ class _Fetcher:
             else:
                 code = r.status_code
                 self.status_counts[str(code)] = self.status_counts.get(str(code), 0) + 1
+                if code in accept:
+                    return r
                 if code == 429 or code >= 500:
                     last_problem = f"HTTP {code}"
                     if attempt < self.max_retries:
@@ -637,5 +642,98 @@ def mine_hub(
             status_counts=fetcher.status_counts,
             co2_counts=co2_counts,
         )
+    finally:
+        con.close()
+
+
+# --------------------------------------------------------------------------------------------
+# dataset sizes (the study's ``datasets_size``)
+# --------------------------------------------------------------------------------------------
+def _dataset_size(card: Any) -> int | None:
+    """``dataset_info.dataset_size`` of a dataset card (summed over configurations when a list)."""
+    if not isinstance(card, Mapping):
+        return None
+    info = card.get("dataset_info")
+    infos = info if isinstance(info, list) else [info]
+    sizes = [_int(i.get("dataset_size")) for i in infos if isinstance(i, Mapping)]
+    sizes = [x for x in sizes if x is not None]
+    return sum(sizes) if sizes else None
+
+
+def fetch_dataset_sizes(
+    db_path: str | Path,
+    *,
+    endpoint: str | None = None,
+    token: str | None = None,
+    timeout: float = 30.0,
+    max_retries: int = 6,
+    backoff_s: float = 1.0,
+    max_wait_s: float = 120.0,
+    min_interval_s: float = 0.5,
+    progress: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, int]:
+    """Look up the size of every dataset used by an emission-reporting model (resumable).
+
+    As in the study, a dataset's size is ``cardData.dataset_info.dataset_size`` from
+    ``GET {endpoint}/api/datasets/{id}`` (summed over configurations when the card lists several).
+    Each answer — a size, ``no size`` or ``not found`` — is stored in table ``datasets``, so a
+    rerun only asks for the ones still missing. Returns counts per status.
+    """
+    ep = resolve_endpoint(endpoint)
+    con = open_db(db_path)
+    try:
+        wanted: set[str] = set()
+        for (ds,) in con.execute("SELECT datasets FROM models WHERE co2_reported = 1"):
+            for d in json.loads(ds or "[]"):
+                if isinstance(d, str) and d.strip():
+                    wanted.add(d.strip())
+        known = {r[0] for r in con.execute("SELECT dataset_id FROM datasets")}
+        todo = sorted(wanted - known)
+        fetcher = _Fetcher(
+            token=token,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            max_wait_s=max_wait_s,
+            min_interval_s=min_interval_s,
+            sleep=sleep,
+        )
+        from terracarbon.utils import progress as make_progress
+
+        with make_progress(disable=not progress) as bar:
+            task = bar.add_task("dataset sizes", total=len(todo))
+            for ds in todo:
+                url = f"{ep}/api/datasets/{quote(ds, safe='/')}?expand=cardData"
+                r = fetcher.get(url, accept=(400, 401, 403, 404))
+                size = None
+                if r.status_code != 200:
+                    status = "not found" if r.status_code == 404 else f"HTTP {r.status_code}"
+                else:
+                    try:
+                        size = _dataset_size(r.json().get("cardData"))
+                    except (ValueError, AttributeError):
+                        size = None
+                    status = "ok" if size is not None else "no size"
+                with con:
+                    con.execute(
+                        "INSERT OR REPLACE INTO datasets(dataset_id, size_bytes, status, fetched_at) "
+                        "VALUES (?, ?, ?, ?)",
+                        (ds, size, status, datetime.now(timezone.utc).isoformat(timespec="seconds")),
+                    )
+                bar.advance(task)
+        return dict(con.execute("SELECT status, COUNT(*) FROM datasets GROUP BY status").fetchall())
+    finally:
+        con.close()
+
+
+def read_dataset_sizes(db_path: str | Path) -> dict[str, int]:
+    """``{dataset_id: size_bytes}`` of the datasets with a known size in a miner database."""
+    con = sqlite3.connect(f"file:{Path(db_path)}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT dataset_id, size_bytes FROM datasets WHERE size_bytes IS NOT NULL")
+        return {d: int(b) for d, b in rows}
+    except sqlite3.DatabaseError:
+        return {}
     finally:
         con.close()
