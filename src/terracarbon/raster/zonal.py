@@ -278,6 +278,47 @@ def iter_zone_tiles(
                 yield win, masks
 
 
+class _Reader:
+    """Reads windows of a raster, reopening it at every new row of tiles.
+
+    Closing the dataset drops its blocks from GDAL's block cache, so memory stays at a few tiles instead of growing
+    up to ``GDAL_CACHEMAX`` (5 % of RAM by default) on large rasters; every block is read once anyway.
+    """
+
+    def __init__(self, path: Path):
+        import rasterio
+
+        self._open = rasterio.open
+        self.path = path
+        self.ds = rasterio.open(path)
+        self.row: int | None = None
+
+    def at(self, win):
+        row = int(win.row_off)
+        if self.row is not None and row != self.row:
+            self.ds.close()
+            self.ds = self._open(self.path)
+        self.row = row
+        return self.ds
+
+    def close(self) -> None:
+        self.ds.close()
+
+
+def _count_tiles(ds, geoms, tile: int) -> int:
+    """Number of tiles of the AOI's bounding window (an upper bound of what :func:`iter_zone_tiles` yields)."""
+    if geoms is None:
+        h, w = ds.height, ds.width
+    else:
+        from shapely import union_all
+
+        win = _aoi_window(ds, union_all(geoms).bounds)
+        if win is None:
+            return 0
+        h, w = int(win.height), int(win.width)
+    return math.ceil(h / tile) * math.ceil(w / tile)
+
+
 def _valid(ds, arr: np.ndarray, band_index: int, win) -> np.ndarray:
     """Valid-data mask of one band's window (nodata value, NaN/inf and the dataset's mask all honoured)."""
     valid = np.isfinite(arr) if np.issubdtype(arr.dtype, np.floating) else np.ones(arr.shape, dtype=bool)
@@ -409,23 +450,26 @@ def _accumulate(
         n_zones = 1 if geoms is None else len(geoms)
         zones = [ZoneAccumulator() for _ in range(n_zones)]
         union = ZoneAccumulator()
-        tiles = list(iter_zone_tiles(ds, geoms, tile=tile, all_touched=all_touched))
+        n_tiles = _count_tiles(ds, geoms, tile)
+        reader = _Reader(raster_path)
+        std_reader = _Reader(Path(std_path)) if std_path is not None else None
         bar = None
-        if progress and len(tiles) > 4:
+        if progress and n_tiles > 4:
             from terracarbon.utils import progress as make_progress
 
             bar = make_progress(transient=True)
             bar.start()
-            task = bar.add_task(f"zonal stats {raster_path.name}", total=len(tiles))
+            task = bar.add_task(f"zonal stats {raster_path.name}", total=n_tiles)
         try:
-            for win, masks in tiles:
-                v = ds.read(band, window=win)
-                valid = _valid(ds, v, band, win)
+            for win, masks in iter_zone_tiles(ds, geoms, tile=tile, all_touched=all_touched):
+                d = reader.at(win)
+                v = d.read(band, window=win)
+                valid = _valid(d, v, band, win)
                 s = None
-                if std_ds is not None:
-                    s = std_ds.read(1, window=win)
+                if std_reader is not None:
+                    s = std_reader.at(win).read(1, window=win)
                 elif std_band is not None:
-                    s = ds.read(std_band, window=win)
+                    s = d.read(std_band, window=win)
                 a = pixel_areas_m2(ds.transform, ds.crs, (ds.height, ds.width), window=win)
                 any_in = np.zeros(v.shape, dtype=bool)
                 for z, m in zip(zones, masks):
@@ -437,6 +481,9 @@ def _accumulate(
                 if bar is not None:
                     bar.advance(task)
         finally:
+            reader.close()
+            if std_reader is not None:
+                std_reader.close()
             if bar is not None:
                 bar.stop()
         if n_zones == 1:
@@ -597,12 +644,14 @@ def class_areas(
         pixels: dict[int, int] = {}
         areas: dict[int, float] = {}
         nod_px, nod_area = 0, 0.0
+        reader = _Reader(raster_path)
         for win, masks in iter_zone_tiles(ds, geoms, tile=tile, all_touched=all_touched):
             m = masks[0]
             if m is None:
                 continue
-            v = ds.read(band, window=win)
-            valid = _valid(ds, v, band, win)
+            d = reader.at(win)
+            v = d.read(band, window=win)
+            valid = _valid(d, v, band, win)
             a = pixel_areas_m2(ds.transform, ds.crs, (ds.height, ds.width), window=win)
             ok = m & valid
             nod_px += int((m & ~valid).sum())
@@ -619,6 +668,7 @@ def class_areas(
                 for k, c, s in zip(u.tolist(), cnt.tolist(), ar.tolist()):
                     pixels[k] = pixels.get(k, 0) + c
                     areas[k] = areas.get(k, 0.0) + s
+        reader.close()
     if aoi_path is not None and not pixels and not nod_px:
         raise InputError(aoi_path, f"AOI covers no pixel centre of {raster_path.name}")
     total = sum(areas.values())
