@@ -3,9 +3,13 @@
 Measures, on a CPU-bound workload of about ``--seconds`` seconds:
 
 1. the fixed cost of starting + stopping a tracker (``track_emissions`` around an empty block);
-2. wall-clock and process CPU time of the workload with and without ``track_emissions``
+2. the tracker's own CPU cost per second: process CPU time of a tracked ``sleep`` of ``--idle``
+   seconds (codecarbon samples the CPU load every second and measures every 15 s in a thread);
+   this is the overhead it adds to a run that keeps every core busy, and it does not depend on
+   the noise of other processes;
+3. wall-clock and process CPU time of the workload with and without ``track_emissions``
    (alternating, ``--pairs`` times; the tracker's sampling thread runs every 15 s);
-3. the ``terracarbon footprint track -- python workload.py`` wrapper against running the same
+4. the ``terracarbon footprint track -- python workload.py`` wrapper against running the same
    command directly (includes the CLI's start-up).
 
 Usage::
@@ -67,6 +71,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--fixed-reps", type=int, default=10)
+    ap.add_argument("--idle", type=float, default=30.0)
     ap.add_argument("--no-cli", action="store_true", help="skip the CLI wrapper measurement")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -85,11 +90,16 @@ def main() -> None:
             pass
         fixed.append(time.perf_counter() - t0)
 
+    c0, w0 = time.process_time(), time.perf_counter()
+    with track_emissions(tmp / "idle", "idle"):
+        time.sleep(args.idle)
+    idle_cpu, idle_wall = time.process_time() - c0, time.perf_counter() - w0
+    print(json.dumps({"idle_cpu_s": idle_cpu, "idle_wall_s": idle_wall}), flush=True)
+
     n = calibrate(args.seconds)
     pairs = []
     method = None
     for i in range(args.pairs):
-        base_w, base_c = timed(lambda: work(n))
         holder = {}
 
         def tracked(i=i, holder=holder):
@@ -97,7 +107,12 @@ def main() -> None:
                 work(n)
             holder["r"] = t.result
 
-        tr_w, tr_c = timed(tracked)
+        if i % 2 == 0:  # alternate the order against drifts in machine load
+            base_w, base_c = timed(lambda: work(n))
+            tr_w, tr_c = timed(tracked)
+        else:
+            tr_w, tr_c = timed(tracked)
+            base_w, base_c = timed(lambda: work(n))
         method = holder["r"]["method"]
         pairs.append(
             {
@@ -144,6 +159,8 @@ def main() -> None:
         "fixed_cost_s_median": fixed_med,
         "fixed_cost_s_max": max(fixed),
         "fixed_cost_pct_of_workload": 100 * fixed_med / base_med,
+        "tracker_cpu_pct_of_one_core": 100 * idle_cpu / idle_wall,
+        "tracker_overhead_pct_of_workload": 100 * (fixed_med + idle_cpu / idle_wall * base_med) / base_med,
         "wall_overhead_pct_median": statistics.median(p["wall_overhead_pct"] for p in pairs),
         "cpu_overhead_pct_median": statistics.median(p["cpu_overhead_pct"] for p in pairs),
         "pairs": pairs,

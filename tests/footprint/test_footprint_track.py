@@ -106,3 +106,23 @@ def test_detect_methods_names_rapl_and_gpu():
     assert m == {"cpu": "RAPL", "gpu": "NVML", "ram": "estimated from installed memory"}
     CPU._mode = "cpu_load"
     assert detect_methods(Tracker())["cpu"] == "estimated from CPU load (TDP)"
+
+
+def test_region_changes_grid_intensity(tmp_path):
+    intensity = {}
+    for region in ("california", "wyoming"):
+        with track_emissions(tmp_path / region, "x", country_iso_code="USA", region=region) as t:
+            sum(range(10_000))
+        assert t.result["region"] == region
+        intensity[region] = t.result["carbon_intensity_g_per_kwh"]
+    assert intensity["california"] < intensity["wyoming"]
+
+
+def test_load_emissions_errors(tmp_path):
+    from terracarbon.errors import InputError
+
+    with pytest.raises(InputError, match="not found"):
+        load_emissions(tmp_path)
+    (tmp_path / "emissions.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="not a JSON object"):
+        load_emissions(tmp_path)
