@@ -248,13 +248,23 @@ def _field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np
     return out / sd if sd > 0 else out
 
 
-def _rank(x: np.ndarray) -> np.ndarray:
-    """Empirical quantile (0-1) of every element."""
+def _top(x: np.ndarray, frac: float) -> np.ndarray:
+    """Mask of the ``frac`` share of elements with the highest values (threshold by partition, O(n))."""
     flat = x.ravel()
-    order = np.argsort(flat, kind="stable")
-    r = np.empty(flat.size, dtype=np.float64)
-    r[order] = (np.arange(flat.size) + 0.5) / flat.size
-    return r.reshape(x.shape)
+    k = int(round(frac * flat.size))
+    if k <= 0:
+        return np.zeros(x.shape, dtype=bool)
+    if k >= flat.size:
+        return np.ones(x.shape, dtype=bool)
+    thr = np.partition(flat, flat.size - k)[flat.size - k]
+    return x >= thr
+
+
+def _uniform(x: np.ndarray) -> np.ndarray:
+    """Monotone map of a roughly gaussian field to (0, 1) (normal CDF of its z-score)."""
+    from scipy.special import ndtr
+
+    return ndtr((x - x.mean()) / (x.std() + 1e-12))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -299,12 +309,12 @@ def _generate(size: int, seed: int, region: int, nodata_fraction: float) -> dict
     lc = np.zeros(shape, dtype=np.uint8)
     # water in valleys
     wet = relief + 0.35 * f(8.0)
-    water = _rank(wet) < mix[4]
+    water = _top(-wet, mix[4])
     lc[water] = WATER
     # urban in blobs
     urb = f(10.0) + 0.3 * f(3.0)
     urb[water] = -np.inf
-    urban = _rank(urb) > 1.0 - mix[5]
+    urban = _top(urb, mix[5])
     lc[urban] = URBAN
     # crops in blocky fields (40 px parcels), preferring flat low land
     nb = int(math.ceil(size / 40)) + 1
@@ -314,19 +324,19 @@ def _generate(size: int, seed: int, region: int, nodata_fraction: float) -> dict
     cropscore = blocks + 0.8 * f(40.0) - 0.4 * dem_n
     free = lc == 0
     cropscore[~free] = -np.inf
-    crop = _rank(cropscore) > 1.0 - mix[3]
+    crop = _top(cropscore, mix[3])
     lc[crop] = CROP
     # natural vegetation by a potential field: forest > shrub > grass
     veg = f(18.0) + 0.4 * f(5.0) + 0.25 * dem_n
     free = lc == 0
     nf = int(free.sum())
     if nf:
-        vr = np.empty(nf)
-        vr[np.argsort(veg[free], kind="stable")] = (np.arange(nf) + 0.5) / nf
         rest = mix[:3] / mix[:3].sum()
-        cls = np.where(vr > 1.0 - rest[0], FOREST, np.where(vr > rest[2], SHRUB, GRASS))
-        lc[free] = cls
-    vigour = _rank(veg)
+        vf = veg[free]
+        forest = _top(vf, rest[0])
+        grass = _top(-vf, rest[2]) & ~forest
+        lc[free] = np.where(forest, FOREST, np.where(grass, GRASS, SHRUB))
+    vigour = _uniform(veg)
 
     # --- true canopy height ---
     tex = f(3.0)
@@ -339,7 +349,7 @@ def _generate(size: int, seed: int, region: int, nodata_fraction: float) -> dict
     ch[m] = (2.0 + 3.0 * vigour[m]) * np.exp(0.25 * tex[m])
     m = lc == GRASS
     ch[m] = 0.3 + 0.4 * np.abs(tex[m])
-    growth = _rank(blocks + 0.2 * f(4.0))
+    growth = _uniform(blocks + 0.2 * f(4.0))
     m = lc == CROP
     ch[m] = 0.2 + 1.5 * growth[m]
     m = lc == URBAN
@@ -490,7 +500,7 @@ def _gedi_labels(
 
 
 def _write_tif(path: Path, array: np.ndarray, *, crs: str, transform, band_descriptions, tags=None) -> None:
-    """Write a float32 GeoTIFF (nodata NaN) atomically through the shared COG writer."""
+    """Write a float32 GeoTIFF (nodata NaN) atomically through the shared writer (tiled, compressed)."""
     write_geotiff(
         path,
         np.asarray(array, dtype=np.float32),
@@ -499,6 +509,7 @@ def _write_tif(path: Path, array: np.ndarray, *, crs: str, transform, band_descr
         nodata=float("nan"),
         band_descriptions=band_descriptions,
         tags=tags,
+        cog=False,  # tiled + DEFLATE; overviews are not needed for model inputs and cost 60 % of the time
     )
 
 
