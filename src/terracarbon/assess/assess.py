@@ -423,27 +423,28 @@ def _band_index(stack: Path, name: str) -> int | None:
     return desc.index(name) + 1 if name in desc else None
 
 
-def _rmse_by_bin(metrics: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, float] | None:
-    """(lower edges, rmse per bin, overall rmse) from a biomass checkpoint's metrics; bins with < 20 labels or no
-    figure take the overall RMSE."""
+def _rmse_by_bin(metrics: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """(lower edges, upper edges, rmse per bin, overall rmse) from a biomass checkpoint's metrics (``per_bin`` keys
+    ``"lo-hi"`` / ``"lo+"``); bins with < 20 labels or no figure, and AGB outside every bin, take the overall RMSE."""
     overall = metrics.get("rmse")
     if overall is None or not math.isfinite(float(overall)):
         return None
     overall = float(overall)
-    lows, vals = [], []
+    bins = []
     for key, m in (metrics.get("per_bin") or {}).items():
+        lo_s, _, hi_s = str(key).rstrip("+").partition("-")
         try:
-            lo = float(str(key).split("-")[0].rstrip("+"))
+            lo, hi = float(lo_s), (float(hi_s) if hi_s else math.inf)
         except ValueError:
             continue
         r = m.get("rmse") if isinstance(m, Mapping) else None
-        ok = r is not None and math.isfinite(float(r)) and int(m.get("n", 0)) >= 20
-        lows.append(lo)
-        vals.append(float(r) if ok else overall)
-    if not lows:
-        return np.array([0.0]), np.array([overall]), overall
-    order = np.argsort(lows)
-    return np.asarray(lows)[order], np.asarray(vals)[order], overall
+        ok = r is not None and math.isfinite(float(r)) and int(m.get("n") or 0) >= 20
+        bins.append((lo, hi, float(r) if ok else overall))
+    bins.sort()
+    if not bins:
+        bins = [(-math.inf, math.inf, overall)]
+    lows, highs, vals = (np.asarray(x, np.float64) for x in zip(*bins))
+    return lows, highs, vals, overall
 
 
 def _polygon_label(row: Mapping[str, Any], zone: int) -> str:
@@ -854,14 +855,16 @@ def _biomass_std(entry: dict[str, Any], meta: Mapping[str, Any], run_dir: Path) 
     if rb is None:
         entry["uncertainty"] = None
         return
-    lows, rmse, overall = rb
+    lows, highs, rmse, overall = rb
     nodata = entry.get("nodata")
 
     def sd(x: np.ndarray) -> np.ndarray:
         v = x[0]
         ok = np.isfinite(v) if nodata is None else np.isfinite(v) & (v != np.float32(nodata))
-        idx = np.clip(np.searchsorted(lows, np.where(ok, v, 0), side="right") - 1, 0, len(lows) - 1)
-        return np.where(ok, rmse[idx], -9999.0)
+        vv = np.where(ok, v, 0.0)
+        idx = np.clip(np.searchsorted(lows, vv, side="right") - 1, 0, len(lows) - 1)
+        inside = (vv >= lows[idx]) & (vv < highs[idx])
+        return np.where(ok, np.where(inside, rmse[idx], overall), -9999.0)
 
     dst = path.with_name(f"{path.stem}_std{path.suffix}")
     _map_strips(
@@ -878,7 +881,9 @@ def _biomass_std(entry: dict[str, Any], meta: Mapping[str, Any], run_dir: Path) 
     entry["uncertainty"] = {
         "source": "held-out RMSE of the model per AGB bin (checkpoint metrics), as per-pixel standard deviation",
         "rmse_overall_mg_per_ha": overall,
-        "rmse_by_bin_mg_per_ha": {f"{lo:g}": float(r) for lo, r in zip(lows, rmse)},
+        "rmse_by_bin_mg_per_ha": {
+            (f"{lo:g}+" if math.isinf(hi) else f"{lo:g}-{hi:g}"): float(r) for lo, hi, r in zip(lows, highs, rmse)
+        },
     }
 
 
