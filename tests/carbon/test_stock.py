@@ -75,6 +75,7 @@ def test_projected_hand_computation_and_aoi_reprojection(tmp_path, agb_utm):
     sel = agb[1:3, 1:4].astype(float)
     area_ha = sel.size * PX * PX / 1e4
     assert res.n_pixels == 6 and res.nodata_pixels == 0
+    assert res.aoi_coverage == pytest.approx(0.06 / (2.6 * 3.6 * 0.01), rel=1e-3)  # polygon has 0.3 px margins
     assert res.area_ha == pytest.approx(area_ha)
     assert res.agb_mean_mg_per_ha == pytest.approx(sel.mean())
     assert res.agb_total_mg == pytest.approx(sel.sum() * 0.01)  # 0.01 ha per pixel
@@ -217,6 +218,9 @@ def test_cli_json_table_and_exit_codes(tmp_path, agb_utm):
     )
     assert res.exit_code == 0 and "CO2e" in res.stdout
     assert json.loads((tmp_path / "r.json").read_text())["n_pixels"] == 10
+    half = _geojson(tmp_path / "half.geojson", [_utm_box_to_lonlat(4, 11, 0, 5)])  # half outside the raster
+    res = runner.invoke(app, ["carbon", "stock", str(path), "--aoi", str(half)])
+    assert res.exit_code == 0 and "covers only" in res.stdout
     far = _geojson(tmp_path / "far.geojson", [box(100.0, 10.0, 100.1, 10.1)])
     res = runner.invoke(app, ["carbon", "stock", str(path), "--aoi", str(far), "--json"])
     assert res.exit_code == 2

@@ -5,6 +5,9 @@
 *true* area (ellipsoidal cell areas for geographic CRSs such as EPSG:4326), and converts the totals to carbon
 (× carbon fraction, 0.47 by default) and CO2e (× 44/12). Pixels belong to a polygon when their centre does.
 
+``aoi_coverage`` is the pixel area counted divided by the AOI polygons' own area: about 1 (pixel-centre rule at the
+edges), clearly below 1 when part of the AOI lies outside the raster.
+
 Nodata pixels inside the AOI are reported (``nodata_pixels``) and left out of the totals: totals are over the mapped
 (valid) area, ``valid_area_ha``; ``agb_mean_mg_per_ha`` is the area-weighted mean of valid pixels. Multiply it by
 ``area_ha`` for a gap-filled estimate.
@@ -58,6 +61,7 @@ class CarbonStock:
     area_ha: float
     valid_area_ha: float
     aoi_area_ha: float | None
+    aoi_coverage: float | None
     agb_mean_mg_per_ha: float
     agb_total_mg: float
     carbon_mean_mg_per_ha: float
@@ -235,6 +239,7 @@ def carbon_stock(
         band=band,
         carbon_fraction=cf,
         aoi_area_ha=aoi_area,
+        aoi_coverage=(total["area_ha"] / aoi_area) if aoi_area else None,
         uncertainty_source=source if "agb_total_std_mg_correlated" in total else None,
         uncertainty_assumption=UNCERTAINTY_ASSUMPTION if "agb_total_std_mg_correlated" in total else None,
         polygons=polygons,

@@ -69,5 +69,10 @@ def stock(
                 }
             )
         print_table("per polygon", rows)
+    if result.aoi_coverage is not None and result.aoi_coverage < 0.95:
+        console.print(
+            f"[yellow]warning:[/] the raster covers only {100 * result.aoi_coverage:.1f} % of the AOI; "
+            "totals are for the covered part"
+        )
     if result.uncertainty_source:
         console.print(f"uncertainty from {result.uncertainty_source}: {result.uncertainty_assumption}")
