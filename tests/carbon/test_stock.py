@@ -75,7 +75,8 @@ def test_projected_hand_computation_and_aoi_reprojection(tmp_path, agb_utm):
     sel = agb[1:3, 1:4].astype(float)
     area_ha = sel.size * PX * PX / 1e4
     assert res.n_pixels == 6 and res.nodata_pixels == 0
-    assert res.aoi_coverage == pytest.approx(0.06 / (2.6 * 3.6 * 0.01), rel=1e-3)  # polygon has 0.3 px margins
+    # the polygon has 0.3 px margins around its 3 x 2 pixels
+    assert res.aoi_coverage == pytest.approx(0.06 / (2.6 * 3.6 * 0.01), rel=1e-3)
     assert res.area_ha == pytest.approx(area_ha)
     assert res.agb_mean_mg_per_ha == pytest.approx(sel.mean())
     assert res.agb_total_mg == pytest.approx(sel.sum() * 0.01)  # 0.01 ha per pixel
