@@ -52,6 +52,7 @@ def synth(
             "label fraction": meta["labels"]["label_fraction"],
             "GEDI-like footprints": meta["labels"]["n_footprints"],
             "label noise floor RMSE (Mg/ha)": meta["noise_floor_rmse"],
+            "  of which 25 m footprint vs 10 m pixel": meta.get("noise_floor_footprint_rmse", float("nan")),
             "nodata fraction": meta["nodata_fraction"],
         },
     )
