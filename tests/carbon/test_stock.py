@@ -16,11 +16,13 @@ from typer.testing import CliRunner
 from terracarbon.carbon import CO2_PER_C, agb_to_carbon, agb_to_co2e, carbon_stock, carbon_to_co2e
 from terracarbon.errors import ConfigError, InputError
 from terracarbon.raster.io import write_geotiff
-from terracarbon.raster.zonal import class_areas, pixel_areas_m2, read_aoi, zonal_stats
+from terracarbon.raster.zonal import class_areas, geometry_area_m2, pixel_areas_m2, read_aoi, zonal_stats
 
 UTM = "EPSG:32633"
 X0, Y0, PX = 500000.0, 6000000.0, 10.0
 TR = Affine(PX, 0, X0, 0, -PX, Y0)
+# true area of a 10 m pixel on the UTM central meridian: 100 m² / k0² (k0 = 0.9996, areal scale 0.9992)
+PX_HA = PX * PX / 1e4 / 0.9996**2
 
 
 def _geojson(path, geoms_lonlat, props=None):
@@ -73,17 +75,17 @@ def test_projected_hand_computation_and_aoi_reprojection(tmp_path, agb_utm):
     aoi = _geojson(tmp_path / "aoi.geojson", [_utm_box_to_lonlat(1, 3, 1, 2)])  # EPSG:4326 AOI
     res = carbon_stock(path, aoi)
     sel = agb[1:3, 1:4].astype(float)
-    area_ha = sel.size * PX * PX / 1e4
+    area_ha = sel.size * PX_HA
     assert res.n_pixels == 6 and res.nodata_pixels == 0
     # the polygon has 0.3 px margins around its 3 x 2 pixels
-    assert res.aoi_coverage == pytest.approx(0.06 / (2.6 * 3.6 * 0.01), rel=1e-3)
+    assert res.aoi_coverage == pytest.approx(6 / (2.6 * 3.6), rel=1e-4)
     assert res.area_ha == pytest.approx(area_ha)
     assert res.agb_mean_mg_per_ha == pytest.approx(sel.mean())
-    assert res.agb_total_mg == pytest.approx(sel.sum() * 0.01)  # 0.01 ha per pixel
-    assert res.carbon_total_mg == pytest.approx(sel.sum() * 0.01 * 0.47)
-    assert res.co2e_total_t == pytest.approx(sel.sum() * 0.01 * 0.47 * CO2_PER_C)
+    assert res.agb_total_mg == pytest.approx(sel.sum() * PX_HA)  # 0.01 ha per pixel / UTM areal scale
+    assert res.carbon_total_mg == pytest.approx(sel.sum() * PX_HA * 0.47)
+    assert res.co2e_total_t == pytest.approx(sel.sum() * PX_HA * 0.47 * CO2_PER_C)
     # uncertainty from the AGB_STD band: correlated = sum(sigma*A); independent = sqrt(sum((sigma*A)^2))
-    s = std[1:3, 1:4].astype(float) * 0.01
+    s = std[1:3, 1:4].astype(float) * PX_HA
     assert res.uncertainty_source and "band 2" in res.uncertainty_source
     assert res.agb_total_std_mg_correlated == pytest.approx(s.sum())
     assert res.agb_total_std_mg_independent == pytest.approx(math.sqrt((s**2).sum()))
@@ -103,7 +105,7 @@ def test_projected_hand_computation_and_aoi_reprojection(tmp_path, agb_utm):
         assert k in d
     # other carbon fraction
     assert carbon_stock(path, aoi, carbon_fraction=0.5, std=None).carbon_total_mg == pytest.approx(
-        sel.sum() * 0.01 * 0.5
+        sel.sum() * PX_HA * 0.5
     )
 
 
@@ -115,11 +117,11 @@ def test_nodata_and_per_polygon_sums(tmp_path, agb_utm):
     assert [p["name"] for p in res.polygons] == ["a", "b", "c"]
     a = res.polygons[0]
     assert a["n_pixels"] == 4 and a["nodata_pixels"] == 1
-    assert a["agb_total_mg"] == pytest.approx(np.nansum(agb[0:2, 0:2]) * 0.01)
+    assert a["agb_total_mg"] == pytest.approx(np.nansum(agb[0:2, 0:2]) * PX_HA)
     assert res.nodata_pixels == 1
     assert res.agb_total_mg == pytest.approx(sum(p["agb_total_mg"] for p in res.polygons))
     assert res.area_ha == pytest.approx(sum(p["area_ha"] for p in res.polygons))
-    assert res.valid_area_ha == pytest.approx(res.area_ha - 0.01)
+    assert res.valid_area_ha == pytest.approx(res.area_ha - PX_HA)
     assert res.agb_total_std_mg_correlated is None
     # overlapping polygons: the union counts each pixel once
     over = _geojson(tmp_path / "o.geojson", [_utm_box_to_lonlat(0, 3, 0, 3), _utm_box_to_lonlat(2, 5, 2, 5)])
@@ -140,10 +142,10 @@ def test_companion_std_raster_and_gpkg(tmp_path):
     gdf.to_file(tmp_path / "aoi.gpkg", driver="GPKG")
     res = carbon_stock(tmp_path / "map.tif", tmp_path / "aoi.gpkg")
     assert res.n_pixels == 16
-    assert res.agb_total_mg == pytest.approx(16 * 100 * 0.01)
+    assert res.agb_total_mg == pytest.approx(16 * 100 * PX_HA)
     assert res.uncertainty_source.endswith("map_std.tif")
-    assert res.agb_total_std_mg_correlated == pytest.approx(16 * 20 * 0.01)
-    assert res.agb_total_std_mg_independent == pytest.approx(4 * 20 * 0.01)
+    assert res.agb_total_std_mg_correlated == pytest.approx(16 * 20 * PX_HA)
+    assert res.agb_total_std_mg_independent == pytest.approx(4 * 20 * PX_HA)
 
 
 def test_geographic_raster_true_areas(tmp_path):
@@ -210,7 +212,7 @@ def test_cli_json_table_and_exit_codes(tmp_path, agb_utm):
     res = runner.invoke(app, ["carbon", "stock", str(path), "--aoi", str(aoi), "--json"])
     assert res.exit_code == 0, res.output
     obj = json.loads(res.stdout)  # exactly one JSON object
-    exp = (agb[1:3, 1:4].sum() + agb[3:5, 5:7].sum()) * 0.01
+    exp = (agb[1:3, 1:4].sum() + agb[3:5, 5:7].sum()) * PX_HA
     assert obj["agb_total_mg"] == pytest.approx(exp)
     assert obj["co2e_total_t"] == pytest.approx(exp * 0.47 * 44 / 12)
     assert len(obj["polygons"]) == 2
@@ -232,16 +234,18 @@ def test_zonal_and_class_areas(tmp_path):
     lc = np.array([[1, 1, 2, 2], [1, 3, 3, 2], [0, 0, 3, 3], [1, 2, 3, 255]], dtype=np.uint8)
     write_geotiff(tmp_path / "lc.tif", lc, crs=UTM, transform=TR, nodata=255)
     ca = class_areas(tmp_path / "lc.tif", None, ["bg", "forest", "grass", "water", "unused"])
-    assert ca["forest"]["pixels"] == 4 and ca["forest"]["area_ha"] == pytest.approx(0.04)
+    assert ca["forest"]["pixels"] == 4 and ca["forest"]["area_ha"] == pytest.approx(4 * PX_HA)
     assert ca["unused"]["pixels"] == 0
     assert ca.nodata_pixels == 1
-    assert sum(v["area_ha"] for v in ca.values()) == pytest.approx(ca.total_area_ha) == pytest.approx(0.15)
+    assert (
+        sum(v["area_ha"] for v in ca.values()) == pytest.approx(ca.total_area_ha) == pytest.approx(15 * PX_HA)
+    )
     assert sum(v["percent"] for v in ca.values()) == pytest.approx(100.0)
     aoi = _geojson(tmp_path / "a.geojson", [_utm_box_to_lonlat(0, 1, 0, 1)])
     ca2 = class_areas(tmp_path / "lc.tif", aoi, {1: "forest", 3: "water"}, include_empty=False)
     assert ca2["forest"]["pixels"] == 3 and ca2["water"]["pixels"] == 1
-    assert ca2.total_area_ha == pytest.approx(0.04)
-    assert ca2.aoi_area_ha == pytest.approx(2.6 * 2.6 * 0.01, rel=1e-3)
+    assert ca2.total_area_ha == pytest.approx(4 * PX_HA)
+    assert ca2.aoi_area_ha == pytest.approx(2.6 * 2.6 * PX_HA, rel=1e-4)
     zs = zonal_stats(tmp_path / "lc.tif", aoi)
     assert zs["total"]["n_pixels"] == 4 and zs["total"]["max"] == 3
     gdf = read_aoi(aoi, UTM)
@@ -257,4 +261,18 @@ def test_windowed_matches_whole(tmp_path):
     whole = carbon_stock(tmp_path / "big.tif", aoi, tile=4096)
     assert small.n_pixels == whole.n_pixels == 241 * 271
     assert small.agb_total_mg == pytest.approx(whole.agb_total_mg, rel=1e-9)
-    assert small.agb_total_mg == pytest.approx(agb[20:291, 10:251].astype(float).sum() * 0.01, rel=1e-6)
+    assert small.agb_total_mg == pytest.approx(agb[20:291, 10:251].astype(float).sum() * PX_HA, rel=1e-6)
+
+
+def test_projected_true_areas_equal_area_and_web_mercator():
+    # equal-area projection: nominal area exactly
+    ea = pixel_areas_m2(Affine(10, 0, -2e6, 0, -10, 3e6), "EPSG:6933", (4, 4))
+    assert ea == pytest.approx(np.full((4, 4), 100.0), rel=1e-9)
+    # Web Mercator at 60 N: nominal area shrinks by ~cos^2(lat); the pixels tile the raster's geodesic footprint
+    x, y = Transformer.from_crs(4326, 3857, always_xy=True).transform(10.0, 60.0)
+    tr = Affine(100, 0, x, 0, -100, y)
+    areas = pixel_areas_m2(tr, "EPSG:3857", (300, 200))
+    assert areas[0, 0] == pytest.approx(1e4 * math.cos(math.radians(60)) ** 2, rel=0.01)
+    assert areas[0, 0] < areas[-1, 0]  # farther north, smaller
+    footprint = box(x, y - 300 * 100, x + 200 * 100, y)
+    assert areas.sum() == pytest.approx(geometry_area_m2(footprint, "EPSG:3857"), rel=1e-4)

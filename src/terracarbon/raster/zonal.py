@@ -3,9 +3,9 @@
 * :func:`read_aoi` reads a GeoJSON / GeoPackage / any OGR vector file, keeps its polygons, repairs invalid ones and
   reprojects them to the raster's CRS, with clear errors for missing, unreadable, empty or CRS-less files and for AOIs
   lying outside the raster.
-* :func:`pixel_areas_m2` gives the area of every pixel: ``|det(transform)|`` for projected CRSs (exact for equal-area
-  projections; UTM's scale error is below 0.2 % inside a zone), and for geographic CRSs (e.g. EPSG:4326) the exact
-  ellipsoidal area of each latitude/longitude cell, computed once per pixel row (cells in a row are equal).
+* :func:`pixel_areas_m2` gives the true area of every pixel: for projected CRSs ``|det(transform)|`` corrected by the
+  projection's areal scale factor (exact for equal-area projections, ~0.1 % for UTM, large for Web Mercator), and for
+  geographic CRSs (e.g. EPSG:4326) the exact ellipsoidal area of each latitude/longitude cell, once per pixel row.
 * :func:`aoi_mask` rasterises polygons on a window (pixel-centre rule, or ``all_touched``).
 * :func:`zonal_stats` computes per-polygon and whole-AOI (union, overlaps counted once) area-weighted statistics of a
   band, plus carried-through uncertainty when a standard-deviation band/raster is given.
@@ -17,6 +17,7 @@ with the raster size.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -145,8 +146,10 @@ def pixel_areas_m2(transform, crs, shape: tuple[int, int], window=None) -> np.nd
     """True area (m²) of every pixel of a raster, or of ``window`` of it, as a float64 array of the window's shape.
 
     ``transform``: the raster's affine transform (not the window's). ``shape``: the raster's ``(height, width)``
-    (used when ``window`` is None). Projected CRSs: the constant ``|a·e − b·d|`` times the CRS's linear unit² (metres
-    or feet). Geographic CRSs: the exact ellipsoidal area of each pixel row's lat/lon cell (north-up rasters only).
+    (used when ``window`` is None). Projected CRSs: the nominal ``|a·e − b·d|`` times the true ellipsoidal area of one
+    CRS unit² at the pixel (from the inverse projection's Jacobian: 1 m² for equal-area projections, 1/0.9992 m² on a
+    UTM central meridian, ≈cos²(lat) m² for Web Mercator). Geographic CRSs: the exact ellipsoidal area of each pixel row's lat/lon
+    cell (north-up rasters only).
     """
     from pyproj import CRS
 
@@ -175,24 +178,91 @@ def pixel_areas_m2(transform, crs, shape: tuple[int, int], window=None) -> np.nd
         dlon = math.radians(abs(transform.a) * unit)
         row_area = np.abs(np.diff(band)) * dlon
         return np.broadcast_to(row_area[:, None], (h, w)).astype(np.float64)
-    unit = 1.0
-    if crs.axis_info and crs.axis_info[0].unit_conversion_factor:
-        unit = crs.axis_info[0].unit_conversion_factor  # metres per CRS unit
-    area = abs(transform.a * transform.e - transform.b * transform.d) * unit * unit
-    return np.full((h, w), area, dtype=np.float64)
+    nominal = abs(transform.a * transform.e - transform.b * transform.d)  # CRS units²
+    col_off = int(window.col_off) if window is not None else 0
+    return nominal * _true_m2_per_unit2(transform, crs, row_off, col_off, h, w)
+
+
+@functools.lru_cache(maxsize=16)
+def _to_geographic(wkt: str):
+    from pyproj import CRS, Transformer
+
+    crs = CRS.from_wkt(wkt)
+    geo = crs.geodetic_crs
+    return Transformer.from_crs(crs, geo, always_xy=True), _ellipsoid(geo)
+
+
+def _true_m2_per_unit2(transform, crs, row_off: int, col_off: int, h: int, w: int) -> np.ndarray:
+    """True ellipsoidal area (m²) of one CRS unit² at every pixel centre of a window, for a projected CRS.
+
+    From the Jacobian of the inverse projection (central differences of ±½ pixel) times the ellipsoid's area element
+    ``M·N·cos φ``, on the CRS's own geodetic datum: exact to O(pixel²) for any projection (1/k² on UTM, 1 for
+    equal-area projections, ≈cos²φ for Web Mercator). Sampled every 64 pixels and interpolated bilinearly.
+    """
+    to_geo, (a, e) = _to_geographic(crs.to_wkt())
+    step = 64
+    rows = np.unique(np.r_[np.arange(0.5, h, step), h - 0.5])
+    cols = np.unique(np.r_[np.arange(0.5, w, step), w - 0.5])
+    cc, rr = np.meshgrid(cols + col_off, rows + row_off)
+    xs = transform.c + cc * transform.a + rr * transform.b
+    ys = transform.f + cc * transform.d + rr * transform.e
+    d = 0.5 * max(abs(transform.a), abs(transform.e), 1e-9)
+    lon_e, lat_e = to_geo.transform(xs + d, ys)
+    lon_w, lat_w = to_geo.transform(xs - d, ys)
+    lon_n, lat_n = to_geo.transform(xs, ys + d)
+    lon_s, lat_s = to_geo.transform(xs, ys - d)
+    rad = np.pi / 180.0
+    dlon_dx = (np.asarray(lon_e) - lon_w) * rad / (2 * d)
+    dlat_dx = (np.asarray(lat_e) - lat_w) * rad / (2 * d)
+    dlon_dy = (np.asarray(lon_n) - lon_s) * rad / (2 * d)
+    dlat_dy = (np.asarray(lat_n) - lat_s) * rad / (2 * d)
+    det = np.abs(dlon_dx * dlat_dy - dlon_dy * dlat_dx)
+    phi = (np.asarray(lat_e) + lat_w + lat_n + lat_s) * rad / 4.0
+    s2 = np.sin(phi) ** 2
+    m_rad = a * (1 - e * e) / (1 - e * e * s2) ** 1.5
+    n_rad = a / np.sqrt(1 - e * e * s2)
+    g = det * m_rad * n_rad * np.cos(phi)
+    bad = ~np.isfinite(g) | (g <= 0)
+    if bad.any():  # outside the projection's domain: fall back to the CRS's nominal unit
+        unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+        g = np.where(bad, unit * unit, g)
+    if g.size == 1:
+        return np.full((h, w), float(g.ravel()[0]))
+    # bilinear interpolation to all pixel centres
+    fr = np.interp(np.arange(h) + 0.5, rows, np.arange(rows.size, dtype=np.float64))
+    fc = np.interp(np.arange(w) + 0.5, cols, np.arange(cols.size, dtype=np.float64))
+    r0 = np.minimum(np.floor(fr).astype(int), rows.size - 1)
+    r1 = np.minimum(r0 + 1, rows.size - 1)
+    c0 = np.minimum(np.floor(fc).astype(int), cols.size - 1)
+    c1 = np.minimum(c0 + 1, cols.size - 1)
+    t = (fr - r0)[:, None]
+    u = fc - c0
+    by_row = (1 - t) * g[r0] + t * g[r1]  # h × n_cols
+    return (1 - u) * by_row[:, c0] + u * by_row[:, c1]
 
 
 def geometry_area_m2(geom, crs) -> float:
-    """Area of a (multi)polygon in m²: geodesic for geographic CRSs, planar otherwise."""
-    from pyproj import CRS, Geod
+    """True (geodesic, ellipsoidal) area of a (multi)polygon in m², whatever the CRS it is expressed in.
+
+    Geometries in projected CRSs are densified (edges ≤ 1/64 of their extent) and transformed to the CRS's geographic
+    CRS first, so projection distortion (UTM, Web Mercator, ...) does not bias the area.
+    """
+    import shapely
+    from pyproj import CRS, Geod, Transformer
+    from shapely.ops import transform as shp_transform
 
     crs = CRS.from_user_input(crs)
-    if crs.is_geographic:
-        a, e = _ellipsoid(crs)
-        geod = Geod(a=a, es=e * e)
-        return abs(geod.geometry_area_perimeter(geom)[0])
-    unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
-    return float(geom.area) * unit * unit
+    geo = crs if crs.is_geographic else crs.geodetic_crs
+    if not crs.is_geographic:
+        minx, miny, maxx, maxy = geom.bounds
+        seg = max(maxx - minx, maxy - miny) / 64.0
+        if seg > 0:
+            geom = shapely.segmentize(geom, seg)
+        tr = Transformer.from_crs(crs, geo, always_xy=True)
+        geom = shp_transform(tr.transform, geom)
+    a, e = _ellipsoid(geo)
+    geod = Geod(a=a, es=e * e)
+    return abs(geod.geometry_area_perimeter(geom)[0])
 
 
 # --------------------------------------------------------------------------------------------------------------------
