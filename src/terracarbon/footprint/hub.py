@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urljoin
 
 from ._compat import ConfigError, InputError, TerracarbonError
 from .normalise import domain_of, extract_metrics, normalise_co2
@@ -582,6 +582,8 @@ def mine_hub(
                 if not isinstance(items, list):
                     raise HubError(f"{url}: expected a JSON list of models, got {type(items).__name__}")
                 next_url = r.links.get("next", {}).get("url")
+                if next_url:
+                    next_url = urljoin(url, next_url)  # mirrors may send relative links
                 now = datetime.now(timezone.utc).isoformat(timespec="seconds")
                 rows = []
                 for item in items:
