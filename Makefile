@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/terracarbon demo --out demo-output
 
 test: $(STAMP)
+	sh scripts/install-browser.sh
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
