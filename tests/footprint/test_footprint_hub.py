@@ -234,3 +234,15 @@ def test_dataset_sizes_are_looked_up_once(fake_hub, tmp_path):
     assert rec.loc["org1/model-0001", "datasets_size"] == 15  # ds1: two configurations summed
     assert np.isnan(rec.loc["org6/model-0006", "datasets_size"])  # ds2: card without a size
     assert np.isnan(rec.loc["org0/model-0007", "datasets_size"])  # ds3: not on the Hub
+
+
+def test_fixture_speaks_the_api_huggingface_hub_expects(fake_hub):
+    """huggingface_hub's own list_models pages through the local server and parses every item."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=fake_hub.url, token=False)
+    models = list(api.list_models(filter="co2_eq_emissions", expand=["cardData", "downloads", "tags"]))
+    assert len(models) == 30 and len({m.id for m in models}) == 30
+    with_card = [m for m in models if m.card_data is not None and not isinstance(m.card_data, str)]
+    assert any("co2_eq_emissions" in m.card_data for m in with_card)
+    assert all(m.downloads is not None for m in models)

@@ -70,7 +70,9 @@ EXPAND_FIELDS: tuple[str, ...] = (
     "usedStorage",
 )
 
-#: tag the Hub sets on models whose card declares ``co2_eq_emissions`` (the "other" filter on the site)
+#: metadata tag the Hub sets on models whose card declares ``co2_eq_emissions`` (listed under
+#: "Metadata" by ``/api/models-tags-by-type``; huggingface_hub's own test suite lists models with
+#: ``filter="co2_eq_emissions"``)
 EMISSIONS_TAG = "co2_eq_emissions"
 
 SCHEMA = """
