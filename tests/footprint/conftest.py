@@ -270,3 +270,30 @@ def hfco2_rows(shared_data) -> list[dict]:
         pytest.skip(f"{path} not available")
     with path.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def make_items():
+    """The seeded item generator (fixtures instead of imports: several test folders have a conftest)."""
+    return synthetic_items
+
+
+@pytest.fixture
+def make_fake_hub(hub_online):
+    """Start FakeHub servers over given items; all are stopped at teardown."""
+    hubs = []
+
+    def _make(items, page_size=10):
+        hub = FakeHub(items, page_size=page_size).start()
+        hubs.append(hub)
+        return hub
+
+    yield _make
+    for hub in hubs:
+        hub.stop()
+
+
+@pytest.fixture
+def hfco2_items(hfco2_rows):
+    """Real-shaped Hub items built from every HFCO2.csv record."""
+    return [item_from_hfco2(r, i) for i, r in enumerate(hfco2_rows)]

@@ -75,11 +75,10 @@ def test_analyse_synthetic_csv(tmp_path):
         assert p.read_bytes()[:8] == PNG
 
 
-def test_analyse_miner_db_reporting_share(tmp_path):
-    from conftest import synthetic_items
+def test_analyse_miner_db_reporting_share(tmp_path, make_items):
     from terracarbon.footprint.hub import _upsert, open_db, parse_model_item
 
-    items = synthetic_items(36)
+    items = make_items(36)
     con = open_db(tmp_path / "m.sqlite")
     with con:
         _upsert(con, [parse_model_item(it) for it in items])

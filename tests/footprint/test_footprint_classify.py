@@ -104,13 +104,12 @@ def test_classify_real_hfco2(shared_data, tmp_path):
     assert classes.set_index("model_id").loc["distilgpt2", "reporting_class"] == "complete"
 
 
-def test_classify_miner_db(tmp_path):
-    from conftest import synthetic_items
+def test_classify_miner_db(tmp_path, make_items):
     from terracarbon.footprint.hub import _upsert, open_db, parse_model_item
 
     con = open_db(tmp_path / "m.sqlite")
     with con:
-        _upsert(con, [parse_model_item(it) for it in synthetic_items(30)])
+        _upsert(con, [parse_model_item(it) for it in make_items(30)])
     con.close()
     records = load_records(db=tmp_path / "m.sqlite")
     classes = classify(records=records)

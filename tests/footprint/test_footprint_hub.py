@@ -189,16 +189,10 @@ def test_offline_mode_is_reported(tmp_path, monkeypatch):
 
 
 @pytest.mark.shared_data
-def test_mine_real_hfco2_records(hfco2_rows, hub_online, tmp_path):
-    from conftest import FakeHub, item_from_hfco2
-
-    items = [item_from_hfco2(r, i) for i, r in enumerate(hfco2_rows)]
-    hub = FakeHub(items, page_size=250).start()
-    try:
-        hub.faults = {500: ["429"], 750: ["500"]}
-        res = mine_hub(tmp_path / "real.sqlite", endpoint=hub.url, sleep=lambda s: None, **FAST)
-    finally:
-        hub.stop()
+def test_mine_real_hfco2_records(hfco2_rows, hfco2_items, make_fake_hub, tmp_path):
+    hub = make_fake_hub(hfco2_items, page_size=250)
+    hub.faults = {500: ["429"], 750: ["500"]}
+    res = mine_hub(tmp_path / "real.sqlite", endpoint=hub.url, sleep=lambda s: None, **FAST)
     unique = {r["modelId"] for r in hfco2_rows}
     assert res.complete and res.models_stored == len(unique)
     df = read_models(tmp_path / "real.sqlite").set_index("model_id")
