@@ -1,0 +1,347 @@
+"""Contrastive fine-tuning of the sentence encoder on (description, NAICS code) pairs, and the full ``train`` run.
+
+Each pair becomes (description, NAICS title + description of the code); the loss is sentence-transformers'
+``MultipleNegativesRankingLoss`` (in-batch negatives), batches never hold two pairs of the same code (no false
+negatives). The loop is a plain PyTorch loop (no ``datasets``/``accelerate`` needed) with a time budget.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from terracarbon.emissions.naics import NaicsTaxonomy
+from terracarbon.errors import ConfigError, InputError
+
+__all__ = ["FinetuneResult", "TrainResult", "finetune", "split_labelled", "train_classifier"]
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` did."""
+
+    model_dir: Path
+    steps: int
+    planned_steps: int
+    epochs_done: float
+    pairs: int
+    batch_size: int
+    wall_time_s: float
+    stopped_early: bool
+    loss_history: list[float] = field(default_factory=list)
+
+
+def split_labelled(
+    df: pd.DataFrame, fractions: tuple[float, ...] = (0.8, 0.1, 0.1), *, seed: int = 0
+) -> list[pd.DataFrame]:
+    """Shuffle labelled rows with a fixed seed and cut them into parts of the given fractions."""
+    if not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
+        raise ConfigError(f"split fractions must sum to 1, got {fractions}")
+    idx = np.random.default_rng(seed).permutation(len(df))
+    cuts = np.cumsum([0] + [round(f * len(df)) for f in fractions[:-1]] + [len(df)])
+    cuts[-1] = len(df)
+    return [df.iloc[np.sort(idx[a:b])].reset_index(drop=True) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def _batches(codes: list[str], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled index batches in which no code appears twice."""
+    order = list(range(len(codes)))
+    rng.shuffle(order)
+    batches: list[list[int]] = []
+    pending = order
+    while pending:
+        nxt: list[int] = []
+        cur: list[int] = []
+        seen: set[str] = set()
+        for i in pending:
+            if codes[i] in seen or len(cur) >= batch_size:
+                nxt.append(i)
+                continue
+            cur.append(i)
+            seen.add(codes[i])
+            if len(cur) == batch_size:
+                batches.append(cur)
+                cur, seen = [], set()
+        if cur:
+            if len(cur) >= 2:
+                batches.append(cur)
+            elif nxt:
+                nxt.extend(cur)
+        if len(nxt) == len(pending):  # only one code left: nothing more to batch
+            break
+        pending = nxt
+    return batches
+
+
+def _save_model_atomic(model, out_dir: Path) -> None:
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        model.save(str(tmp))
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def finetune(
+    pairs: pd.DataFrame,
+    taxonomy: NaicsTaxonomy,
+    out_dir: str | Path,
+    *,
+    model: str | Path | None = None,
+    epochs: float = 1.0,
+    batch_size: int = 32,
+    lr: float = 5e-5,
+    warmup_fraction: float = 0.1,
+    max_seq_length: int = 64,
+    max_minutes: float | None = 18.0,
+    seed: int = 0,
+    device: str = "cpu",
+    devices: int = 1,
+    strategy: str = "auto",
+    progress: bool = True,
+) -> FinetuneResult:
+    """Fine-tune a sentence-transformers model with MultipleNegativesRankingLoss and save it to ``out_dir``.
+
+    ``pairs`` has columns ``text`` and ``code``; each code is turned into its NAICS document (title + cleaned
+    description, :meth:`NaicsTaxonomy.document`). Training stops after ``epochs`` or ``max_minutes`` (whichever
+    first; the model trained so far is saved). ``devices``/``strategy`` are accepted for API uniformity; this loop
+    runs on one device.
+    """
+    import torch
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+
+    from terracarbon.emissions.models import load_model
+    from terracarbon.utils import progress as make_progress
+    from terracarbon.utils import seed_everything
+
+    if devices != 1 or strategy not in ("auto", None, "single_device"):
+        raise ConfigError("emissions fine-tuning runs on one device (devices=1, strategy='auto')")
+    if not {"text", "code"} <= set(pairs.columns):
+        raise ConfigError("pairs need columns 'text' and 'code'")
+    pairs = pairs[pairs.code.isin(taxonomy.nodes)].reset_index(drop=True)
+    if len(pairs) < 2 or pairs.code.nunique() < 2:
+        raise ConfigError("fine-tuning needs at least two pairs with two different NAICS codes")
+    seed_everything(seed)
+    st = load_model(model, device=device)
+    st.max_seq_length = max_seq_length
+    loss_fn = MultipleNegativesRankingLoss(st)
+    docs = {c: taxonomy.document(c) for c in pairs.code.unique()}
+    texts = pairs.text.tolist()
+    codes = pairs.code.tolist()
+    rng = random.Random(seed)
+    n_epochs = max(1, math.ceil(epochs))
+    plan = [b for _ in range(n_epochs) for b in _batches(codes, batch_size, rng)]
+    per_epoch = len(plan) / n_epochs
+    plan = plan[: max(1, round(per_epoch * epochs))]
+    warmup = max(1, int(warmup_fraction * len(plan)))
+    opt = torch.optim.AdamW(st.parameters(), lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, max(0.0, (len(plan) - s) / max(1, len(plan) - warmup)))
+    )
+    st.train()
+    t0 = time.perf_counter()
+    history: list[float] = []
+    stopped = False
+    steps = 0
+    with make_progress(disable=not progress) as bar:
+        task = bar.add_task("fine-tuning", total=len(plan))
+        for batch in plan:
+            if max_minutes is not None and time.perf_counter() - t0 > max_minutes * 60:
+                stopped = True
+                break
+            a = st.preprocess([texts[i] for i in batch])
+            b = st.preprocess([docs[codes[i]] for i in batch])
+            loss = loss_fn([a, b], None)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(st.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            history.append(float(loss.detach()))
+            steps += 1
+            bar.update(task, advance=1, description=f"fine-tuning (loss {np.mean(history[-20:]):.3f})")
+    st.eval()
+    st.max_seq_length = max(max_seq_length, 128)
+    _save_model_atomic(st, Path(out_dir))
+    return FinetuneResult(
+        model_dir=Path(out_dir),
+        steps=steps,
+        planned_steps=len(plan),
+        epochs_done=steps / per_epoch if per_epoch else 0.0,
+        pairs=len(pairs),
+        batch_size=batch_size,
+        wall_time_s=time.perf_counter() - t0,
+        stopped_early=stopped,
+        loss_history=history,
+    )
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train_classifier`: model folder, fine-tuning record, validation metrics, footprint."""
+
+    model_dir: Path
+    finetune: dict
+    metrics: dict
+    wall_time_s: float
+    footprint: dict | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model_dir"] = str(self.model_dir)
+        return d
+
+
+def train_classifier(
+    pairs_csv: str | Path,
+    out_dir: str | Path,
+    *,
+    taxonomy: NaicsTaxonomy | None = None,
+    text_column: str | None = None,
+    code_column: str | None = None,
+    model: str | Path | None = None,
+    holdout_fraction: float = 0.1,
+    calibration_fraction: float = 0.1,
+    epochs: float = 1.0,
+    batch_size: int = 32,
+    lr: float = 5e-5,
+    max_minutes: float | None = 18.0,
+    seed: int = 0,
+    device: str = "cpu",
+    devices: int = 1,
+    strategy: str = "auto",
+    progress: bool = True,
+    evaluate: bool = True,
+) -> TrainResult:
+    """The ``terracarbon emissions train`` run: split, fine-tune, calibrate the ensemble, evaluate, save.
+
+    The labelled CSV is split with ``seed`` into a training part, a calibration part (fits member temperatures
+    and weights of the group-reasoning ensemble) and a held-out part (``holdout.csv`` in ``out_dir``, scored at the
+    end). ``out_dir`` becomes a sentence-transformers model folder that ``--model`` accepts; it also holds
+    ``terracarbon_naics.json`` (calibration, training record), ``examples.csv`` (the kNN/centroid members' labelled
+    examples), the footprint (``emissions.json``) and a model card (``README.md``).
+    """
+    from terracarbon.emissions.classify import NaicsClassifier
+    from terracarbon.emissions.evaluate import evaluate_classifier
+    from terracarbon.emissions.naics import load_labelled, load_naics
+
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    taxonomy = taxonomy or load_naics()
+    df = load_labelled(pairs_csv, text_column=text_column, code_column=code_column, taxonomy=taxonomy)
+    train_frac = 1.0 - holdout_fraction - calibration_fraction
+    if train_frac <= 0:
+        raise ConfigError("holdout_fraction + calibration_fraction must be < 1")
+    train_df, calib_df, hold_df = split_labelled(
+        df, (train_frac, calibration_fraction, holdout_fraction), seed=seed
+    )
+    if len(calib_df) == 0:
+        raise InputError(pairs_csv, "too few labelled rows to hold out a calibration split")
+
+    tracker = None
+    try:
+        from terracarbon.footprint import track_emissions
+
+        tracker = track_emissions(out_dir.with_name(out_dir.name + ".footprint"), "emissions-train")
+        tracker.__enter__()
+    except Exception:  # footprint tracking must never break training
+        tracker = None
+    try:
+        ft = finetune(
+            train_df,
+            taxonomy,
+            out_dir,
+            model=model,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            max_minutes=max_minutes,
+            seed=seed,
+            device=device,
+            devices=devices,
+            strategy=strategy,
+            progress=progress,
+        )
+        clf = NaicsClassifier(taxonomy, model=out_dir, examples=train_df)
+        clf.calibrate(calib_df.text.tolist(), calib_df.code.tolist())
+    finally:
+        footprint = None
+        if tracker is not None:
+            try:
+                tracker.__exit__(None, None, None)
+                footprint = tracker.result
+            except Exception:
+                footprint = None
+    metrics: dict = {}
+    if evaluate and len(hold_df):
+        metrics = evaluate_classifier(clf, hold_df.text.tolist(), hold_df.code.tolist(), progress=progress)
+    ft_rec = asdict(ft)
+    ft_rec["model_dir"] = str(ft.model_dir)
+    ft_rec["loss_history"] = [round(x, 4) for x in ft.loss_history]
+    extra = {
+        "finetune": ft_rec,
+        "split": {
+            "seed": seed,
+            "train": len(train_df),
+            "calibration": len(calib_df),
+            "holdout": len(hold_df),
+            "source": str(pairs_csv),
+        },
+        "holdout_metrics": metrics,
+        "footprint": footprint,
+    }
+    clf.save(out_dir, extra=extra)
+    from terracarbon.utils import atomic_write_text
+
+    atomic_write_text(out_dir / "holdout.csv", hold_df.to_csv(index=False))
+    atomic_write_text(out_dir / "calibration.csv", calib_df.to_csv(index=False))
+    if footprint:
+        for name in ("emissions.json", "emissions.csv"):
+            src = out_dir.with_name(out_dir.name + ".footprint") / name
+            if src.exists():
+                shutil.copy(src, out_dir / name)
+    try:
+        from terracarbon.footprint import write_model_card
+
+        write_model_card(
+            out_dir,
+            model_id=out_dir.name,
+            emissions_g=(footprint or {}).get("emissions_g") or 0.0,
+            training_type="fine-tuning",
+            location=(footprint or {}).get("country_iso_code") or "USA",
+            hardware=(footprint or {}).get("hardware") or device,
+            datasets=[str(pairs_csv)],
+            metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+            pipeline_tag="sentence-similarity",
+            tags=("naics", "sentence-transformers", "terracarbon"),
+            extra_text="NAICS classifier for enterprise emissions (terracarbon.emissions).",
+        )
+    except Exception:
+        pass
+    wall = time.perf_counter() - t0
+    (out_dir / "train_result.json").write_text(
+        json.dumps({"finetune": ft_rec, "metrics": metrics, "wall_time_s": wall}, indent=2, default=str)
+    )
+    return TrainResult(
+        model_dir=out_dir, finetune=ft_rec, metrics=metrics, wall_time_s=wall, footprint=footprint
+    )

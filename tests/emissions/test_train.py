@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+import random
+
+import pandas as pd
+import pytest
+
+from terracarbon.emissions.train import _batches, finetune, split_labelled, train_classifier
+from terracarbon.errors import ConfigError
+
+
+def test_batches_never_repeat_a_code():
+    rng = random.Random(0)
+    codes = [rng.choice("ABCDEFGH") for _ in range(200)]
+    batches = _batches(codes, 8, random.Random(1))
+    for b in batches:
+        assert len({codes[i] for i in b}) == len(b) <= 8
+    used = [i for b in batches for i in b]
+    assert len(used) == len(set(used)) and len(used) >= 190
+
+
+def test_split_is_seeded_and_disjoint():
+    df = pd.DataFrame({"text": [f"t{i}" for i in range(100)], "code": ["111110"] * 100})
+    a = split_labelled(df, (0.8, 0.1, 0.1), seed=3)
+    b = split_labelled(df, (0.8, 0.1, 0.1), seed=3)
+    assert [len(x) for x in a] == [80, 10, 10]
+    assert all(x.text.tolist() == y.text.tolist() for x, y in zip(a, b))
+    assert len(set().union(*[set(x.text) for x in a])) == 100
+    with pytest.raises(ConfigError):
+        split_labelled(df, (0.5, 0.1))
+
+
+def _pairs(n=64, seed=0):
+    from conftest import LABELLED
+
+    rng = random.Random(seed)
+    rows = [rng.choice(LABELLED) for _ in range(n)]
+    return pd.DataFrame(
+        {"text": [f"{t} ({i})" for i, (t, _) in enumerate(rows)], "code": [c for _, c in rows]}
+    )
+
+
+def test_tiny_finetune_saves_a_loadable_model(small_tax, tmp_path):
+    from terracarbon.emissions.models import load_model
+
+    res = finetune(
+        _pairs(64), small_tax, tmp_path / "m", epochs=0.25, batch_size=8, max_seq_length=32, progress=False
+    )
+    assert res.steps >= 1 and res.steps == res.planned_steps and not res.stopped_early
+    assert all(x == x for x in res.loss_history)  # finite
+    m = load_model(tmp_path / "m")
+    v = m.encode(["cement plant"], normalize_embeddings=True)
+    assert v.shape == (1, 384)
+    with pytest.raises(ConfigError, match="one device"):
+        finetune(_pairs(8), small_tax, tmp_path / "x", devices=2)
+
+
+def test_train_classifier_end_to_end(small_tax, small_dir, tmp_path, emb_cache):
+    from conftest import write_labelled_csv
+    from terracarbon.emissions.classify import NaicsClassifier
+
+    p = _pairs(80, seed=1)
+    csv_path = write_labelled_csv(tmp_path / "pairs.csv", list(zip(p.text, p.code)))
+    out = tmp_path / "model"
+    res = train_classifier(
+        csv_path,
+        out,
+        taxonomy=small_tax,
+        epochs=0.1,
+        batch_size=8,
+        holdout_fraction=0.2,
+        calibration_fraction=0.2,
+        progress=False,
+    )
+    meta = json.loads((out / "terracarbon_naics.json").read_text())
+    assert meta["split"] == {
+        "seed": 0,
+        "train": 48,
+        "calibration": 16,
+        "holdout": 16,
+        "source": str(csv_path),
+    }
+    assert meta["calibration"]["levels"]["6"]["weights"]
+    assert (out / "examples.csv").exists() and (out / "holdout.csv").exists()
+    assert 0 <= res.metrics["level6_top1"] <= res.metrics["level6_top10"] <= 1
+    assert res.metrics["level2_top1"] >= 0.8
+    clf = NaicsClassifier(small_tax, out, cache_dir=emb_cache)
+    assert clf.members == ["title", "description", "centroid", "knn"] and clf.examples is not None
+    assert clf.predict(["Portland cement manufacturing"])[0].code == "327310"
