@@ -43,7 +43,9 @@ def tracked(out_dir: str | Path, task_name: str, enabled: bool = True) -> Iterat
                 log.warning("emissions tracking failed: %s", exc)
 
 
-def model_card(out_dir: Path, *, model_id: str, footprint: dict | None, metrics: dict, datasets: list[str], extra: str) -> Path | None:
+def model_card(
+    out_dir: Path, *, model_id: str, footprint: dict | None, metrics: dict, datasets: list[str], extra: str
+) -> Path | None:
     """Write the model card (README.md) next to an exported checkpoint; None if the footprint module is missing."""
     try:
         from terracarbon.footprint import write_model_card

@@ -93,7 +93,10 @@ def resolve_scene(scene: Any) -> tuple[Path, Path, str]:
     if not folder.exists():
         raise InputError(folder, "scene folder does not exist")
     stack = folder / "stack.tif"
-    labels = next((folder / n for n in ("labels.tif", "agb_labels.tif", "gedi_labels.tif") if (folder / n).exists()), None)
+    labels = next(
+        (folder / n for n in ("labels.tif", "agb_labels.tif", "gedi_labels.tif") if (folder / n).exists()),
+        None,
+    )
     if not stack.exists():
         raise InputError(folder, "is not a scene folder: stack.tif is missing")
     if labels is None:
@@ -128,7 +131,8 @@ def load_scene(scene: Any, bands: list[str] | None = None, need_labels: bool = T
         with open_raster(labels_path, expected_bands=1) as ds:
             if (ds.height, ds.width) != shape:
                 raise InputError(
-                    labels_path, f"is {ds.height}×{ds.width} pixels but the stack {stack_path.name} is {shape[0]}×{shape[1]}"
+                    labels_path,
+                    f"is {ds.height}×{ds.width} pixels but the stack {stack_path.name} is {shape[0]}×{shape[1]}",
                 )
             labels = ds.read(1, out_dtype="float32")
             if ds.nodata is not None and np.isfinite(ds.nodata):
@@ -140,7 +144,9 @@ def load_scene(scene: Any, bands: list[str] | None = None, need_labels: bool = T
     return SceneArrays(name, stack_path, labels_path, image, labels, names, crs, transform, valid)
 
 
-def band_stats(scenes: list[SceneArrays], region: tuple[float, float] | None = None) -> tuple[list[float], list[float]]:
+def band_stats(
+    scenes: list[SceneArrays], region: tuple[float, float] | None = None
+) -> tuple[list[float], list[float]]:
     """Per-band mean and std over the valid pixels of ``scenes`` (within ``region``); std floored at 1e-6."""
     c = scenes[0].image.shape[0]
     s = np.zeros(c, np.float64)
@@ -159,7 +165,9 @@ def band_stats(scenes: list[SceneArrays], region: tuple[float, float] | None = N
     return mean.tolist(), np.maximum(std, 1e-6).tolist()
 
 
-def label_stats(scenes: list[SceneArrays], region: tuple[float, float] | None = None) -> tuple[float, float, int]:
+def label_stats(
+    scenes: list[SceneArrays], region: tuple[float, float] | None = None
+) -> tuple[float, float, int]:
     """Mean, std and count of labels in ``scenes`` (within ``region``)."""
     vals = np.concatenate([sc.labels[sc.labelled_pixels(region)] for sc in scenes])
     if vals.size == 0:
@@ -212,7 +220,8 @@ class RandomPatchDataset(Dataset):
         for sc, (r0, r1) in zip(scenes, self.rows):
             if r1 - r0 < self.p or sc.shape[1] < self.p:
                 raise InputError(
-                    sc.stack_path, f"training region {r1 - r0}×{sc.shape[1]} px is smaller than the patch size {self.p}"
+                    sc.stack_path,
+                    f"training region {r1 - r0}×{sc.shape[1]} px is smaller than the patch size {self.p}",
                 )
         self.labelled = [sc.labelled_pixels(region) for sc in scenes]
         if sum(len(rr) for rr, _ in self.labelled) == 0:

@@ -86,9 +86,7 @@ def _history_callback():
         def __init__(self) -> None:
             self.rows: list[dict[str, float]] = []
 
-        def on_validation_epoch_end(self, trainer, pl_module) -> None:  # after the module's own hook
-            if trainer.sanity_checking:
-                return
+        def on_train_epoch_end(self, trainer, pl_module) -> None:  # runs after the epoch's validation
             row = {"epoch": int(trainer.current_epoch)}
             for k, v in trainer.callback_metrics.items():
                 try:
@@ -209,7 +207,11 @@ def train_biomass(
     if len(val_ds) == 0:
         raise InputError(val[0].labels_path, "has no labelled pixels in the validation region")
     train_dl = DataLoader(
-        train_ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, persistent_workers=num_workers > 0
+        train_ds,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
     )
     val_dl = DataLoader(val_ds, batch_size=max(1, min(4, batch_size)), num_workers=0)
 
@@ -265,7 +267,11 @@ def train_biomass(
         for row in hist_cb.rows:
             if abs(row.get("val_rmse", np.inf) - float(best_score)) < 1e-6:
                 best_epoch = row["epoch"]
-    val_metrics = {k[4:]: v for k, v in (hist_cb.rows[best_epoch] if best_epoch is not None else {}).items() if k.startswith("val_")}
+    val_metrics = {
+        k[4:]: v
+        for k, v in (hist_cb.rows[best_epoch] if best_epoch is not None else {}).items()
+        if k.startswith("val_")
+    }
 
     meta: dict[str, Any] = {
         "task": "regression",

@@ -21,7 +21,9 @@ from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, Metric
 __all__ = ["SparseRegressionTask", "masked_loss"]
 
 
-def masked_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse", delta: float = 1.0) -> torch.Tensor:
+def masked_loss(
+    pred: torch.Tensor, target: torch.Tensor, kind: str = "mse", delta: float = 1.0
+) -> torch.Tensor:
     """Loss over finite ``target`` entries only (NaN = unlabelled). Returns 0 (with grad) when none are labelled."""
     mask = torch.isfinite(target)
     if not bool(mask.any()):
@@ -121,7 +123,9 @@ class SparseRegressionTask(L.LightningModule):
         target = (label - self.target_mean) / self.target_std
         return masked_loss(pred, target, self.loss_kind, self.huber_delta)
 
-    def _update(self, metrics: MetricCollection, bias: MeanMetric, pred: torch.Tensor, label: torch.Tensor) -> int:
+    def _update(
+        self, metrics: MetricCollection, bias: MeanMetric, pred: torch.Tensor, label: torch.Tensor
+    ) -> int:
         mask = torch.isfinite(label)
         n = int(mask.sum())
         if n:

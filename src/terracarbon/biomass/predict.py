@@ -1,0 +1,84 @@
+"""Predict an AGB map from a stack with a trained checkpoint: one call of the shared tiled engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from terracarbon.errors import InputError
+
+from ._track import tracked
+
+__all__ = ["predict_biomass", "check_bands"]
+
+
+def check_bands(checkpoint_meta: dict[str, Any], src: Path) -> None:
+    """Fail clearly when ``src``'s band names (if it has any) differ from the bands the model was trained on."""
+    from terracarbon.raster.io import open_raster
+
+    bands = checkpoint_meta.get("bands")
+    with open_raster(src) as ds:
+        names = list(ds.descriptions)
+        count = ds.count
+    if not bands:
+        return
+    if count != len(bands):
+        raise InputError(
+            src, f"has {count} band(s) but the model was trained on {len(bands)}: {', '.join(bands)}"
+        )
+    if all(names) and names != list(bands):
+        raise InputError(
+            src, f"band names {names} differ from the model's bands {list(bands)} (same order needed)"
+        )
+
+
+def predict_biomass(
+    checkpoint: str | Path,
+    src: str | Path,
+    dst: str | Path,
+    *,
+    tile_size: int = 256,
+    overlap: int = 32,
+    batch_size: int = 8,
+    backend: str = "eager",
+    resume: bool = True,
+    progress: bool = True,
+    scheduler: Any = None,
+    on_strip: Callable[[int, int], None] | None = None,
+    track: bool = True,
+    run_dir: str | Path | None = None,
+) -> Path:
+    """Write an AGB map (Mg/ha, float32, nodata -9999, cloud-optimised GeoTIFF) for ``src`` with ``checkpoint``.
+
+    Uses :func:`terracarbon.models.registry.predictor_from_checkpoint` and
+    :func:`terracarbon.raster.predict.predict_raster` (overlapping tiles blended without seams, bounded memory,
+    atomic output, resume after a kill). ``backend`` is ``"eager"``, ``"channels-last"`` or ``"onnx"``.
+    ``on_strip(rows_done, n_rows)`` is called after each finished strip of tiles. With ``track`` the run's energy
+    and CO2e are recorded in ``run_dir`` (default ``<dst folder>/<dst stem>.run/``).
+    """
+    from terracarbon.models.registry import load_checkpoint, predictor_from_checkpoint
+    from terracarbon.raster.predict import predict_raster
+
+    src, dst, checkpoint = Path(src), Path(dst), Path(checkpoint)
+    _, _, meta = load_checkpoint(checkpoint)
+    if meta.get("task", "regression") != "regression":
+        raise InputError(checkpoint, f"is a {meta.get('task')!r} model, not a biomass regression model")
+    check_bands(meta, src)
+    predictor = predictor_from_checkpoint(checkpoint)
+    predictor.tags = {**dict(predictor.tags), "units": "Mg/ha", "model": checkpoint.name}
+    rd = Path(run_dir) if run_dir is not None else dst.parent / f"{dst.stem}.run"
+    with tracked(rd, "predict", enabled=track):
+        return predict_raster(
+            predictor,
+            src,
+            dst,
+            tile_size=tile_size,
+            overlap=overlap,
+            batch_size=batch_size,
+            backend=backend,
+            resume=resume,
+            progress_bar=progress,
+            scheduler=scheduler,
+            on_strip=on_strip,
+        )

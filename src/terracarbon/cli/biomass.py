@@ -1,0 +1,195 @@
+"""``terracarbon biomass``: train, evaluate, predict AGB maps, and the random-forest baseline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from terracarbon.cli.common import console, handle_errors, print_table
+
+app = typer.Typer(help="Aboveground biomass: train, evaluate, predict maps.", no_args_is_help=True)
+
+
+def _metric_rows(metrics: dict) -> list[dict]:
+    rows = [
+        {
+            "AGB bin (Mg/ha)": "all",
+            "n": metrics.get("n", 0),
+            "RMSE": metrics.get("rmse"),
+            "MAE": metrics.get("mae"),
+            "bias": metrics.get("bias"),
+            "R²": metrics.get("r2"),
+        }
+    ]
+    for name, m in (metrics.get("per_bin") or {}).items():
+        if m.get("n"):
+            rows.append(
+                {
+                    "AGB bin (Mg/ha)": name,
+                    "n": m["n"],
+                    "RMSE": m["rmse"],
+                    "MAE": m["mae"],
+                    "bias": m["bias"],
+                    "R²": "",
+                }
+            )
+    return rows
+
+
+def _print_metrics(title: str, metrics: dict) -> None:
+    print_table(title, _metric_rows(metrics), fmt="{:,.2f}")
+    if metrics.get("noise_floor_rmse") is not None:
+        console.print(
+            f"label noise floor RMSE {metrics['noise_floor_rmse']:.2f} Mg/ha; "
+            f"RMSE / floor = {metrics['rmse'] / metrics['noise_floor_rmse']:.3f}"
+        )
+
+
+def _spec(arch: str, encoder: str, encoder_depth: int, model_spec: str | None) -> dict:
+    if model_spec:
+        try:
+            return json.loads(Path(model_spec).read_text() if Path(model_spec).exists() else model_spec)
+        except ValueError as exc:
+            from terracarbon.errors import ConfigError
+
+            raise ConfigError(f"--model-spec is neither a JSON file nor JSON text: {exc}") from exc
+    dec = [128, 64, 32, 16, 16][:encoder_depth]
+    return {"arch": arch, "encoder_name": encoder, "encoder_depth": encoder_depth, "decoder_channels": dec}
+
+
+@app.command("train")
+@handle_errors
+def train(
+    scenes: list[Path] = typer.Argument(..., help="Training scene folders (stack.tif + labels.tif)."),
+    val: list[Path] = typer.Option(
+        [], "--val", help="Validation scene folder(s); default: hold out the bottom rows."
+    ),
+    test: list[Path] = typer.Option([], "--test", help="Test scene folder(s) scored after training."),
+    out: Path = typer.Option(
+        Path("runs/biomass"), "--out", "-o", help="Run folder (model.pt, model card, metrics)."
+    ),
+    epochs: int = typer.Option(30, help="Maximum epochs (early stopping on validation RMSE)."),
+    lr: float = typer.Option(2e-3, help="Learning rate (AdamW, one-cycle)."),
+    batch_size: int = typer.Option(16, help="Patches per batch."),
+    patch_size: int = typer.Option(64, help="Patch side in pixels (multiple of 32)."),
+    samples_per_epoch: int = typer.Option(512, help="Random patches per epoch."),
+    arch: str = typer.Option("unet", help="Model architecture from the registry."),
+    encoder: str = typer.Option("resnet18", help="Encoder (smp name)."),
+    encoder_depth: int = typer.Option(4, help="Encoder depth (3-5)."),
+    model_spec: str | None = typer.Option(
+        None, help="Full model spec as JSON text or a JSON file (overrides arch)."
+    ),
+    seed: int = typer.Option(0, help="Random seed."),
+    max_minutes: float | None = typer.Option(None, help="Stop training after this many minutes."),
+    devices: str = typer.Option("1", help="Lightning devices (e.g. 1, 2, auto)."),
+    strategy: str = typer.Option("auto", help="Lightning strategy (e.g. ddp)."),
+    label_fraction: float | None = typer.Option(None, help="Keep only this fraction of label footprints."),
+) -> None:
+    """Train a U-Net on sparse labels; export the best epoch as OUT/model.pt with a model card."""
+    from terracarbon.biomass.train import train_biomass
+
+    dev: int | str = int(devices) if devices.isdigit() else devices
+    res = train_biomass(
+        list(scenes),
+        val_scenes=list(val) or None,
+        test_scenes=list(test) or None,
+        model_spec=_spec(arch, encoder, encoder_depth, model_spec),
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        patch_size=patch_size,
+        samples_per_epoch=samples_per_epoch,
+        seed=seed,
+        out_dir=out,
+        max_minutes=max_minutes,
+        devices=dev,
+        strategy=strategy,
+        label_fraction_subsample=label_fraction,
+    )
+    _print_metrics("test metrics" if test else "validation metrics", res.metrics)
+    fp = res.footprint or {}
+    console.print(
+        f"checkpoint [bold]{res.checkpoint}[/] (best epoch {res.best_epoch}); {res.wall_time_s:.0f} s; "
+        f"{res.trainable_params:,} trainable / {res.total_params:,} parameters"
+        + (
+            f"; {fp['energy_kwh']:.4f} kWh, {fp['emissions_g']:.2f} g CO2e"
+            if fp.get("energy_kwh") is not None
+            else ""
+        )
+    )
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate(
+    checkpoint: Path = typer.Option(
+        ..., "--checkpoint", "-c", help="Checkpoint (model.pt) from biomass train."
+    ),
+    scenes: list[Path] = typer.Argument(..., help="Scene folders with labels.tif to score against."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
+    tile_size: int = typer.Option(256, help="Tile size of the prediction."),
+    backend: str = typer.Option("eager", help="eager | channels-last | onnx"),
+) -> None:
+    """RMSE, MAE, bias, R² at labelled pixels, overall and per AGB bin."""
+    from terracarbon.biomass.evaluate import evaluate_biomass
+    from terracarbon.utils import atomic_write_json
+
+    metrics = evaluate_biomass(checkpoint, list(scenes), tile_size=tile_size, backend=backend, progress=True)
+    _print_metrics(f"evaluation of {checkpoint.name}", metrics)
+    if json_out is not None:
+        atomic_write_json(json_out, metrics)
+
+
+@app.command("predict")
+@handle_errors
+def predict(
+    src: Path = typer.Argument(..., help="Input stack GeoTIFF (same bands as the training stack)."),
+    dst: Path = typer.Argument(..., help="Output AGB map GeoTIFF (Mg/ha)."),
+    checkpoint: Path = typer.Option(
+        ..., "--checkpoint", "-c", help="Checkpoint (model.pt) from biomass train."
+    ),
+    tile_size: int = typer.Option(256, help="Tile size in pixels."),
+    overlap: int = typer.Option(32, help="Overlap between tiles in pixels (blended)."),
+    batch_size: int = typer.Option(8, help="Tiles per batch."),
+    backend: str = typer.Option("eager", help="eager | channels-last | onnx"),
+    resume: bool = typer.Option(True, help="Continue an interrupted run."),
+    scheduler: str | None = typer.Option(None, help="Dask scheduler: tcp://host:port or local:N."),
+) -> None:
+    """Predict an AGB map tile by tile (overlap, blending, resume)."""
+    from terracarbon.biomass.predict import predict_biomass
+
+    out = predict_biomass(
+        checkpoint,
+        src,
+        dst,
+        tile_size=tile_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        backend=backend,
+        resume=resume,
+        scheduler=scheduler,
+    )
+    console.print(f"wrote [bold]{out}[/]")
+
+
+@app.command("baseline")
+@handle_errors
+def baseline(
+    scenes: list[Path] = typer.Argument(..., help="Training scene folders."),
+    test: list[Path] = typer.Option(
+        [], "--test", help="Test scene folder(s); default: bottom 20 % of rows held out."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for rf.joblib and metrics.json."),
+    n_estimators: int = typer.Option(200, help="Trees in the forest."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Random-forest baseline on per-pixel features at labelled pixels, scored like the U-Net."""
+    from terracarbon.biomass.baseline import train_rf_baseline
+
+    res = train_rf_baseline(
+        list(scenes), list(test) or None, out_dir=out, n_estimators=n_estimators, seed=seed
+    )
+    _print_metrics("random-forest baseline", res.metrics)
+    console.print(f"{res.n_train:,} training pixels, {res.wall_time_s:.1f} s")
