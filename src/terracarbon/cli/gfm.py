@@ -73,6 +73,7 @@ def pretrain(
     devices: str = typer.Option("1", help="Lightning devices."),
     strategy: str = typer.Option("auto", help="Lightning strategy (e.g. ddp)."),
     max_minutes: float = typer.Option(None, help="Wall-clock cap."),
+    track: bool = typer.Option(True, help="Measure energy / CO2e with codecarbon."),
 ) -> None:
     """SimMIM masked-image pretraining of a Swin encoder on unlabelled raster tiles."""
     from terracarbon.gfm.pretrain import pretrain_simmim
@@ -92,6 +93,7 @@ def pretrain(
         devices=int(devices) if devices.isdigit() else devices,
         strategy=strategy,
         max_minutes=max_minutes,
+        track=track,
         **g,
     )
     print_table(
@@ -149,6 +151,7 @@ def compare(
         "conv", help="GFM decoder: conv (paper: 1 conv + upsampling) | upernet | unet."
     ),
     head_upsample: str = typer.Option("bilinear", help="conv head upsampling: bilinear | pixelshuffle."),
+    head_kernel_size: int = typer.Option(3, help="Kernel size of the conv head."),
     unet_encoder: str = typer.Option("resnet18", help="smp U-Net encoder of the baseline."),
     epochs: int = typer.Option(10),
     lr: float = typer.Option(2e-3),
@@ -173,7 +176,7 @@ def compare(
             ]
             test = [make_scene(out / "scenes" / "test0", size=synthetic_size, seed=500)]
     g = _geometry(size, variant, patch_size, patch, window_size, embed_dim, depths, num_heads)
-    g.update(decoder=decoder, head_upsample=head_upsample)
+    g.update(decoder=decoder, head_upsample=head_upsample, head_kernel_size=head_kernel_size)
     res = compare_models(
         train,
         test,
@@ -244,6 +247,7 @@ def transfer(
     num_heads: str = _HEADS,
     decoder: str = typer.Option("conv"),
     head_upsample: str = typer.Option("bilinear"),
+    head_kernel_size: int = typer.Option(3),
     unfreeze: bool = typer.Option(False, help="Train the encoder too (default: frozen)."),
     epochs: int = typer.Option(10),
     finetune_epochs: int = typer.Option(None),
@@ -261,7 +265,12 @@ def transfer(
     from terracarbon.gfm.transfer import eco_region_transfer
 
     g = _geometry(size, variant, patch_size, patch, window_size, embed_dim, depths, num_heads)
-    g.update(decoder=decoder, head_upsample=head_upsample, freeze_encoder=not unfreeze)
+    g.update(
+        decoder=decoder,
+        head_upsample=head_upsample,
+        head_kernel_size=head_kernel_size,
+        freeze_encoder=not unfreeze,
+    )
     res = eco_region_transfer(
         out,
         regions=_ints(regions) or [0, 1, 2, 3],

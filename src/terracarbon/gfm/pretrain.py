@@ -384,6 +384,7 @@ def pretrain_simmim(
     max_minutes: float | None = None,
     num_workers: int = 0,
     progress: bool = True,
+    track: bool = True,
     country_iso_code: str = "USA",
 ) -> PretrainResult:
     """SimMIM-pretrain a Swin encoder on unlabelled tiles of ``rasters`` and write an encoder checkpoint to ``out``.
@@ -398,6 +399,7 @@ def pretrain_simmim(
         epochs, tiles_per_epoch, batch_size, lr, weight_decay: optimisation (AdamW, warm-up + cosine).
         val_tiles: fixed held-out tiles + fixed masks on which the reconstruction loss is tracked each epoch.
         seed, devices, strategy, accelerator, max_minutes: Lightning trainer settings.
+        progress: show a progress bar. track: measure energy/CO2e (:mod:`terracarbon.footprint`).
     Returns:
         :class:`PretrainResult` (checkpoint path, per-epoch history, initial and final held-out loss...).
     """
@@ -451,12 +453,14 @@ def pretrain_simmim(
         deterministic=False,
     )
     footprint = None
-    try:
-        from terracarbon.footprint import track_emissions
+    tracker = None
+    if track:
+        try:
+            from terracarbon.footprint import track_emissions
 
-        tracker = track_emissions(out.parent, "gfm-pretrain", country_iso_code=country_iso_code)
-    except Exception:  # footprint tracking must never break a run
-        tracker = None
+            tracker = track_emissions(out.parent, "gfm-pretrain", country_iso_code=country_iso_code)
+        except Exception:  # footprint tracking must never break a run
+            tracker = None
     if tracker is not None:
         try:
             tracker.start()

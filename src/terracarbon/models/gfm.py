@@ -415,13 +415,17 @@ def build_gfm(
 
 
 def parameter_table(
-    in_channels: int = 12, unet_encoder: str = "resnet34", size: str = "base", variant: str = "swin"
+    in_channels: int = 12,
+    unet_encoder: str = "resnet34",
+    size: str = "base",
+    variant: str = "swin",
+    heads: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Trainable/total parameters of a U-Net from scratch and of GFMs with a frozen encoder and each head.
 
     The paper's configuration is ``size="base"`` (Swin-B) + ``decoder="conv"``. Models are built on the ``meta``
     device (no memory, no compute). Each row: ``model``, ``trainable``, ``total``, ``unet_ratio`` (U-Net trainable
-    / this model's trainable).
+    / this model's trainable). ``heads``: only the GFM rows whose label contains one of these strings.
     """
     from terracarbon.models.registry import build_model
 
@@ -449,6 +453,8 @@ def parameter_table(
             (f"GFM {name} unfrozen + 1 conv 3x3", {"decoder": "conv", "freeze_encoder": False}),
         ]
         for label, kw in configs:
+            if heads is not None and not any(h in label for h in heads):
+                continue
             kw = {"freeze_encoder": True, **kw}
             m = GFMRegressor(
                 in_channels, 1, size=size, variant=variant, img_size=224 if variant == "swin" else 256, **kw
