@@ -136,7 +136,7 @@ def test_assessment_files_and_layers(run, site):
     assert fp is not None and fp["duration_s"] > 0 and (run.run_dir / "emissions.json").exists()
     assert data["footprint"]["training"]["biomass"]["emissions_g"] == 0.8
     roles = {r["role"] for r in data["provenance"]["inputs"]}
-    assert {"stack", "aoi", "landcover input"} <= roles
+    assert {"stack, biomass input", "aoi", "landcover input"} <= roles
     assert all(len(r["sha256"]) == 64 for r in data["provenance"]["inputs"])
     assert data["models"]["biomass"]["sha256"] and data["models"]["landcover"]["class_names"] == LC_NAMES
 
@@ -186,25 +186,46 @@ def test_class_areas_total_and_per_polygon(run, site):
         np.testing.assert_array_equal(tcd.read(1), np.where(np.isfinite(ch), ch >= 5.0, 255).astype(np.uint8))
 
 
-def test_dask_workers_give_the_same_layers(run, site, tmp_path):
+def test_dask_workers_give_the_same_layers(run, site, tmp_path, monkeypatch):
+    """``workers=N`` reaches the engine as ``scheduler="local:N"``; the Dask path gives the same map.
+
+    To stay fast the LocalCluster is an in-process one (threads); the engine's own test runs real worker processes.
+    """
+    import contextlib
+
+    from distributed import Client
+
+    import terracarbon.raster.predict as engine
+
+    seen = []
+
+    @contextlib.contextmanager
+    def fake_dask_client(scheduler):
+        if isinstance(scheduler, Client):  # the engine's own call with assess's client
+            yield scheduler
+            return
+        seen.append(scheduler)
+        with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+            yield client
+
+    monkeypatch.setattr(engine, "dask_client", fake_dask_client)
     res = assess(
         site["scene"].root,
         site["scene"].root / "aoi.geojson",
         {"biomass": site["biomass"]},
         tmp_path / "dask",
-        workers=1,
+        workers=3,
         tile_size=64,
         overlap=16,
         progress=False,
         track=False,
     )
-    assert res.data["options"]["scheduler"] == "local:1"
+    assert seen == ["local:3"] and res.data["options"]["scheduler"] == "local:3"
     with rasterio.open(res.layers["biomass"]) as a, rasterio.open(run.layers["biomass"]) as b:
-        # equal up to float32 rounding: a Dask worker runs torch with 1 thread, this process with more, and
-        # oneDNN's convolution sums in a thread-dependent order (same thread count -> byte-identical, see
-        # tests/raster/test_predict.py)
-        np.testing.assert_allclose(a.read(), b.read(), rtol=1e-5)
+        np.testing.assert_array_equal(a.read(), b.read())
     assert res.stock["co2e_total_t"] > 0
+    with pytest.raises(ConfigError, match="either a scheduler or a number of workers"):
+        assess(site["scene"].root, None, {}, tmp_path / "x", workers=2, scheduler="tcp://h:1", track=False)
 
 
 def test_skips_aerial_model_without_matching_input(site, tmp_path):

@@ -646,7 +646,7 @@ def assess(
         "tree_cover": tree_cover,
         "footprint": {"assessment": fp.get("result"), "training": training},
         "provenance": {
-            "inputs": [_file_record(p, role) for role, p in used_inputs.items()]
+            "inputs": [_file_record(p, role) for p, role in _roles(used_inputs).items()]
             + [_file_record(aoi_path, "aoi")]
             + ([_file_record(scene_dir / "scene.json", "scene metadata")] if scene_meta else []),
             "software": _software(),
@@ -654,6 +654,14 @@ def assess(
     }
     json_path = atomic_write_json(run_dir / "assessment.json", data)
     return AssessmentResult(run_dir=run_dir, json_path=json_path, data=json.loads(json_path.read_text()))
+
+
+def _roles(used: Mapping[str, Path]) -> dict[Path, str]:
+    """{path: "role, role"}: one provenance record per file."""
+    out: dict[Path, list[str]] = {}
+    for role, p in used.items():
+        out.setdefault(Path(p).resolve(), []).append(role)
+    return {p: ", ".join(r) for p, r in out.items()}
 
 
 def _input_for(
@@ -882,7 +890,8 @@ def _biomass_std(entry: dict[str, Any], meta: Mapping[str, Any], run_dir: Path) 
         "source": "held-out RMSE of the model per AGB bin (checkpoint metrics), as per-pixel standard deviation",
         "rmse_overall_mg_per_ha": overall,
         "rmse_by_bin_mg_per_ha": {
-            (f"{lo:g}+" if math.isinf(hi) else f"{lo:g}-{hi:g}"): float(r) for lo, hi, r in zip(lows, highs, rmse)
+            (f"{lo:g}+" if math.isinf(hi) else f"{lo:g}-{hi:g}"): float(r)
+            for lo, hi, r in zip(lows, highs, rmse)
         },
     }
 
