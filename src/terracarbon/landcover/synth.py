@@ -34,8 +34,13 @@ _ROOF_COLOURS = np.array([[176, 72, 52], [150, 60, 45], [95, 88, 92], [200, 110,
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    f = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma, mode="wrap")
-    return (f - f.mean()) / (f.std() + 1e-6)
+    """Zero-mean, unit-variance Gaussian-filtered noise (large sigmas filtered on a coarser grid, then upsampled)."""
+    h, w = shape
+    f = max(1, int(sigma // 3))
+    small = rng.standard_normal((h // f + 2, w // f + 2)).astype(np.float32)
+    small = ndimage.gaussian_filter(small, sigma / f, mode="wrap")
+    full = ndimage.zoom(small, f, order=1)[:h, :w] if f > 1 else small[:h, :w]
+    return (full - full.mean()) / (full.std() + 1e-6)
 
 
 def _parcels(rng: np.random.Generator, h: int, w: int, scale: float) -> np.ndarray:
@@ -132,43 +137,46 @@ def render_scene(
     road = np.zeros((h, w), bool)
     for _ in range(int(rng.integers(1, 4))):
         road |= _line_mask(
-            h, w, (rng.uniform(0, h), rng.uniform(0, w)), rng.uniform(0, np.pi), rng.uniform(5, 8) * s
+            h, w, (rng.uniform(0, h), rng.uniform(0, w)), rng.uniform(0, np.pi), rng.uniform(7, 11) * s
         )
     road_grey = rng.uniform(150, 175)
     for c in range(3):
         rgb[c] = np.where(road, road_grey - 3 * c + 3 * ripple, rgb[c])
     mask[road] = ROAD
 
-    # buildings: rectangles, preferably near roads, never on water
-    near_road = ndimage.binary_dilation(road, iterations=int(14 * s)) & ~road
+    # buildings: rectangles, preferably near roads, never on water (painted in a local window)
+    near_road = (ndimage.distance_transform_edt(~road) <= 14 * s) & ~road if road.any() else ~road
     n_build = int(rng.integers(4, 12) * h * w / (256 * 256))
-    cand = np.argwhere(near_road & ~water) if near_road.any() else np.argwhere(~water)
+    cand = np.argwhere(near_road & ~water)
     for _ in range(n_build):
         if rng.random() < 0.75 and len(cand):
             cy, cx = cand[rng.integers(0, len(cand))]
         else:
             cy, cx = rng.integers(0, h), rng.integers(0, w)
-        bh, bw = (rng.uniform(8, 18, 2) * s).astype(int)
+        bh, bw = (rng.uniform(12, 24, 2) * s).astype(int)
         y0, x0 = max(int(cy) - bh // 2, 0), max(int(cx) - bw // 2, 0)
         y1, x1 = min(y0 + bh, h), min(x0 + bw, w)
-        box = np.zeros((h, w), bool)
-        box[y0:y1, x0:x1] = True
-        box &= ~water & ~road
+        ye, xe = min(y1 + 2, h), min(x1 + 2, w)  # window incl. the shadow
+        box = np.zeros((ye - y0, xe - x0), bool)
+        box[: y1 - y0, : x1 - x0] = True
+        box &= ~water[y0:ye, x0:xe] & ~road[y0:ye, x0:xe]
         if box.sum() < 16:
             continue
         roof = _ROOF_COLOURS[rng.integers(0, len(_ROOF_COLOURS))] + rng.normal(0, 6, 3)
+        ly, lx = np.mgrid[0 : ye - y0, 0 : xe - x0]
         ridge = (
-            np.where((xx - x0) < (x1 - x0) / 2, 1.08, 0.92)
-            if bw > bh
-            else np.where((yy - y0) < (y1 - y0) / 2, 1.08, 0.92)
+            np.where(lx < (x1 - x0) / 2, 1.08, 0.92) if bw > bh else np.where(ly < (y1 - y0) / 2, 1.08, 0.92)
         )
+        win = rgb[:, y0:ye, x0:xe]
         for c in range(3):
-            rgb[c] = np.where(box, roof[c] * ridge, rgb[c])
+            win[c] = np.where(box, roof[c] * ridge, win[c])
         # cast shadow just outside the south-east edge
-        shadow = ndimage.shift(box.astype(np.float32), (2, 2), order=0) > 0
-        shadow &= ~box & (mask != WATER) & (mask != ROAD)
-        rgb[:, shadow] *= 0.6
-        mask[box] = BUILDING
+        shadow = np.zeros_like(box)
+        shadow[2:, 2:] = box[:-2, :-2]
+        mwin = mask[y0:ye, x0:xe]
+        shadow &= ~box & (mwin != WATER) & (mwin != ROAD) & (mwin != BUILDING)
+        win[:, shadow] *= 0.6
+        mwin[box] = BUILDING
 
     # illumination and sensor noise
     light = 1.0 + 0.06 * _smooth_noise(rng, (h, w), 40 * s)
@@ -196,7 +204,7 @@ def make_synthetic_release(
     def scene(h: int, w: int, s: int) -> tuple[np.ndarray, np.ndarray]:
         return render_scene(h, w, s, object_scale=object_scale)
 
-    return write_lookalike_release(
+    out = write_lookalike_release(
         root,
         shapes=[tuple(size)] * n_images,
         target_size=tile_size,
@@ -205,3 +213,11 @@ def make_synthetic_release(
         by_image=by_image,
         scene_fn=scene,
     )
+    from terracarbon.utils import atomic_write_text
+
+    atomic_write_text(
+        Path(root) / "SYNTHETIC",
+        f"synthetic LandCover.ai look-alike: terracarbon.landcover.synth, {n_images} scenes of {size}, "
+        f"tiles of {tile_size} px, seed {seed}\n",
+    )
+    return out
