@@ -262,7 +262,8 @@ class OAMTCDDataset:
             return annotation_to_mask(ann["segmentation"], int(im["height"]), int(im["width"]))
         except (KeyError, ValueError, TypeError) as exc:
             raise InputError(
-                self.annotation_file, f"annotation {ann.get('id')} of image {im['id']}: bad segmentation ({exc})"
+                self.annotation_file,
+                f"annotation {ann.get('id')} of image {im['id']}: bad segmentation ({exc})",
             ) from exc
 
     def semantic_mask(self, index: int) -> np.ndarray:
@@ -320,7 +321,10 @@ class OAMTCDDataset:
             index += len(self)
         image = torch.from_numpy(self.read_image(index))
         if self.mode == "semantic":
-            sample: Any = {"image": image, "mask": torch.from_numpy(self.semantic_mask(index).astype(np.int64))}
+            sample: Any = {
+                "image": image,
+                "mask": torch.from_numpy(self.semantic_mask(index).astype(np.int64)),
+            }
         else:
             sample = (image, self.instance_target(index))
         if self.transforms is not None:
@@ -334,7 +338,11 @@ class OAMTCDDataset:
             for ann in self.annotations(i):
                 if int(ann.get("category_id", -1)) in self.tree_ids:
                     anns.append(ann)
-        return {"images": self.images, "annotations": anns, "categories": [c for c in CATEGORIES if c["id"] == 2]}
+        return {
+            "images": self.images,
+            "annotations": anns,
+            "categories": [c for c in CATEGORIES if c["id"] == 2],
+        }
 
 
 def instance_collate(batch: Sequence) -> tuple[list, list]:

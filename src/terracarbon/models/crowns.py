@@ -79,7 +79,9 @@ def _resnet_backbone(
         missing, _unexpected = body.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("fc.")]
         if missing:
-            raise InputError(weights_path, f"not {name} weights: {len(missing)} missing keys, e.g. {missing[:3]}")
+            raise InputError(
+                weights_path, f"not {name} weights: {len(missing)} missing keys, e.g. {missing[:3]}"
+            )
     layers = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
     if trainable_layers == 5:
         layers.append("bn1")
@@ -109,9 +111,13 @@ def _mobilenet_backbone(
         missing, _ = net.load_state_dict(state, strict=False)
         missing = [k for k in missing if k.startswith("features.")]
         if missing:
-            raise InputError(weights_path, f"not {name} weights: {len(missing)} missing keys, e.g. {missing[:3]}")
+            raise InputError(
+                weights_path, f"not {name} weights: {len(missing)} missing keys, e.g. {missing[:3]}"
+            )
     features = net.features
-    stage_indices = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
+    stage_indices = (
+        [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
+    )
     num_stages = len(stage_indices)
     freeze_before = len(features) if trainable_layers == 0 else stage_indices[num_stages - trainable_layers]
     for b in features[:freeze_before]:
