@@ -330,3 +330,36 @@ def test_cli_assess_and_report(site, tmp_path):
     assert r.exit_code == 2 and "no assessment record" in " ".join(r.output.split())
     r = CliRunner().invoke(app, ["assess", str(site["scene"].root), "-m", "biomass", "--out", str(out)])
     assert r.exit_code == 2 and "LAYER=CHECKPOINT" in " ".join(r.output.split())
+
+
+def test_given_layer_is_used_without_predicting(run, site, tmp_path, monkeypatch):
+    import terracarbon.raster.predict as engine
+
+    def boom(*a, **k):
+        raise AssertionError("must not predict")
+
+    monkeypatch.setattr(engine, "predict_raster", boom)
+    res = assess(
+        site["scene"].root,
+        site["scene"].root / "parcels.geojson",
+        {"biomass": site["biomass"]},
+        tmp_path / "given",
+        layers={"biomass": run.layers["biomass"]},
+        derive_missing=False,
+        progress=False,
+        track=False,
+    )
+    entry = res.data["layers"]["biomass"]
+    assert entry["source"] == "given" and entry["input"] == str(run.layers["biomass"].resolve())
+    assert res.stock["co2e_total_t"] == pytest.approx(run.stock["co2e_total_t"], rel=1e-12)
+    # the checkpoint still gives the uncertainty
+    assert res.stock["co2e_total_std_t_correlated"] == pytest.approx(run.stock["co2e_total_std_t_correlated"])
+    with pytest.raises(InputError, match="missing.tif"):
+        assess(
+            site["scene"].root,
+            None,
+            {},
+            tmp_path / "g2",
+            layers={"biomass": tmp_path / "missing.tif"},
+            track=False,
+        )

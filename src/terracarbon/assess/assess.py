@@ -467,6 +467,7 @@ def assess(
     scheduler: Any = None,
     workers: int | None = None,
     inputs: Mapping[str, str | os.PathLike] | None = None,
+    layers: Mapping[str, str | os.PathLike] | None = None,
     tile_size: int = 256,
     overlap: int = 32,
     batch_size: int = 8,
@@ -491,6 +492,9 @@ def assess(
         scheduler: Dask scheduler for the tiled engine (``"tcp://host:port"``, ``"local:N"`` or a ``Client``).
         workers: shorthand for ``scheduler="local:N"`` (a LocalCluster of N single-threaded worker processes).
         inputs: ``{layer: raster}`` overriding the input a model reads (default: see the module docs).
+        layers: ``{layer: GeoTIFF}`` maps already predicted (e.g. the demo's ``agb_map.tif``): copied into the run
+            instead of predicting again; the layer's checkpoint in ``models`` (if any) still gives its metadata
+            (uncertainty from its metrics, class names, training footprint).
         tile_size, overlap, batch_size, backend: options of :func:`terracarbon.raster.predict.predict_raster`.
         carbon_fraction: carbon share of dry biomass (IPCC default 0.47).
         derive_missing: derive land cover (``LC`` band) and tree cover (``CH`` >= ``tree_height_m``) from the stack
@@ -530,6 +534,10 @@ def assess(
         models = default_models(demo_dir)
     models = {layer_name(k): Path(v) for k, v in dict(models).items()}
     inputs = {layer_name(k): Path(v) for k, v in dict(inputs or {}).items()}
+    given = {layer_name(k): Path(v) for k, v in dict(layers or {}).items()}
+    for path in given.values():
+        with open_raster(path):
+            pass  # validates: exists, readable, CRS
     metas = {layer: _checkpoint_meta(p) for layer, p in models.items()}
     scene_meta: dict[str, Any] = {}
     if (scene_dir / "scene.json").exists():
@@ -550,9 +558,15 @@ def assess(
     skipped: list[dict[str, str]] = []
     used_inputs: dict[str, Path] = {"stack": stack}
     with _tracked(run_dir, track, country_iso_code) as fp:
+        # ---- maps given ready-made
+        for layer, path in given.items():
+            layers[layer] = _given_layer(layer, path, layers_dir, models.get(layer), metas.get(layer) or {})
+            used_inputs[f"{layer} map (given)"] = path
         # ---- models through the tiled engine (one Dask client for all layers)
         plan = []
         for layer, ckpt in models.items():
+            if layer in given:
+                continue
             src, why = _input_for(layer, metas[layer], scene_dir, stack, inputs)
             if src is None:
                 skipped.append({"layer": layer, "reason": why})
@@ -755,6 +769,41 @@ def _predict_layer(
             class_names={str(i): n for i, n in enumerate(names)},
             colormap={str(k): list(v) for k, v in (predictor.colormap or {}).items()} or None,
             description=f"{layer.replace('_', ' ')} classes (model)",
+        )
+    return entry
+
+
+def _given_layer(
+    layer: str, path: Path, layers_dir: Path, ckpt: Path | None, meta: Mapping[str, Any]
+) -> dict:
+    """Copy a ready-made map into the run as ``layers/<layer>.tif`` and describe it."""
+    import shutil
+
+    from terracarbon.raster.io import read_class_names
+
+    dst = layers_dir / f"{layer}.tif"
+    if path.resolve() != dst.resolve():
+        with atomic_path(dst, suffix=".tif") as tmp:
+            shutil.copyfile(path, tmp)
+    entry = _layer_entry(dst, layers_dir.parent, layer, source="given", input=str(path.resolve()), wall_s=0.0)
+    if ckpt is not None:
+        entry["model"] = str(ckpt)
+    if layer == "biomass":
+        entry.update(
+            kind="continuous", units="Mg/ha", description=f"aboveground biomass density ({path.name})"
+        )
+    else:
+        names = _class_names(meta) or read_class_names(dst) or []
+        if isinstance(names, Mapping):
+            cn = {str(k): str(v) for k, v in names.items()}
+        else:
+            cn = {str(i): str(n) for i, n in enumerate(names)}
+        cmap = meta.get("colormap")
+        entry.update(
+            kind="classes",
+            class_names=cn or None,
+            colormap={str(k): list(v) for k, v in cmap.items()} if cmap else None,
+            description=f"{layer.replace('_', ' ')} classes ({path.name})",
         )
     return entry
 
