@@ -185,6 +185,8 @@ def train_cmd(
     max_minutes: float = typer.Option(18.0, "--max-minutes", help="Time budget of the fine-tuning loop."),
     holdout: float = typer.Option(0.1, "--holdout", help="Fraction held out for the final evaluation."),
     calibration: float = typer.Option(0.1, "--calibration", help="Fraction used to calibrate the ensemble."),
+    freeze_layers: int = typer.Option(0, "--freeze-layers", help="Freeze embeddings + the first N layers."),
+    threads: int = typer.Option(None, "--threads", help="torch threads (1 is fastest on a busy machine)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Fine-tune the sentence encoder (MultipleNegativesRankingLoss), calibrate the ensemble, evaluate, save."""
@@ -205,6 +207,8 @@ def train_cmd(
         batch_size=batch_size,
         lr=lr,
         max_minutes=max_minutes,
+        freeze_layers=freeze_layers,
+        threads=threads,
         seed=seed,
     )
     ft = res.finetune
@@ -224,6 +228,34 @@ def _print_metrics(title: str, m: dict) -> None:
                 {"level": f"{lv}-digit", "top-1": m[f"level{lv}_top1"], "top-10": m[f"level{lv}_top10"]}
             )
     print_table(title, rows, fmt="{:.3f}")
+
+
+@app.command("calibrate")
+@handle_errors
+def calibrate_cmd(
+    model: Path = typer.Option(..., "--model", help="Model folder written by `train`."),
+    labelled: Path = typer.Option(..., "--labelled", help="Labelled CSV (e.g. MODEL/calibration.csv)."),
+    members: str = typer.Option(None, "--members", help="Comma-separated members (default: all available)."),
+    beam: int = typer.Option(None, "--beam", help="Codes kept per level (0 = every path)."),
+    taxonomy: Path = _TAXONOMY,
+    naics_year: int = _YEAR,
+) -> None:
+    """Refit the ensemble's temperatures and weights of a trained model on a labelled CSV."""
+    from terracarbon.emissions.naics import load_naics
+    from terracarbon.emissions.train import recalibrate
+
+    cal = recalibrate(
+        model,
+        labelled,
+        taxonomy=load_naics(taxonomy, year=naics_year),
+        members=members.split(",") if members else None,
+        beam=beam,
+    )
+    rows = [
+        {"level": lv, **v["weights"], "acc | parent": v["acc_given_parent"], "nll": v["nll"]}
+        for lv, v in cal["levels"].items()
+    ]
+    print_table(f"calibration of {model}", rows, fmt="{:.3f}")
 
 
 @app.command("evaluate")

@@ -44,7 +44,7 @@ __all__ = [
     "classify_csv",
 ]
 
-ALL_MEMBERS = ("title", "description", "centroid", "knn")
+ALL_MEMBERS = ("title", "description", "leaves", "centroid", "knn")
 META_FILE = "terracarbon_naics.json"
 EXAMPLES_FILE = "examples.csv"
 FORMAT = "terracarbon-naics-classifier/1"
@@ -54,6 +54,7 @@ FORMAT = "terracarbon-naics-classifier/1"
 DEFAULT_WEIGHTS = {
     "title": 12.0,
     "description": 18.0,
+    "leaves": 18.0,
     "centroid": 20.0,
     "knn": 20.0,
     "llm": 3.0,
@@ -160,7 +161,7 @@ class NaicsClassifier:
             if examples.empty:
                 examples = None
         self.examples = examples
-        avail = ["title", "description"] + (["centroid", "knn"] if examples is not None else [])
+        avail = ["title", "description", "leaves"] + (["centroid", "knn"] if examples is not None else [])
         if members is None:
             members = (calibration or {}).get("members") or avail
         members = [m for m in members if m != "llm"]
@@ -191,6 +192,10 @@ class NaicsClassifier:
                     [self.pos[lv - 1][tax[c].parent] for c in self.codes[lv]], dtype=torch.long
                 )
         all_codes = [c for lv in LEVELS for c in self.codes[lv]]
+        self.leaf_node = {
+            lv: torch.tensor([self.pos[lv][tax.ancestor(c, lv)] for c in self.codes[6]], dtype=torch.long)
+            for lv in LEVELS
+        }
         self.e_title, self.e_doc = {}, {}
         # only the embeddings the active members need (long descriptions are the slow part)
         if "title" in self.members:
@@ -198,7 +203,7 @@ class NaicsClassifier:
                 self.model, [tax[c].title for c in all_codes], fp, "naics-titles"
             )
             self.e_title = self._split_levels(torch.from_numpy(e_title))
-        if set(self.members) & {"description", "centroid", "knn"}:
+        if set(self.members) & {"description", "leaves", "centroid", "knn"}:
             e_doc = self.cache.get_or_compute(
                 self.model, [tax.document(c) for c in all_codes], fp, "naics-docs"
             )
@@ -242,21 +247,27 @@ class NaicsClassifier:
         out = {}
         if "title" in self.members:
             out["title"] = q @ self.e_title[lv].T
-        if "description" in self.members or "knn" in self.members:
-            desc = q @ self.e_doc[lv].T
-            if "description" in self.members:
-                out["description"] = desc
+        if "description" in self.members:
+            out["description"] = q @ self.e_doc[lv].T
+        leaves = None
+        if "leaves" in self.members or "knn" in self.members:
+            # best-matching 6-digit description among the node's descendants
+            leaf_sim = q @ self.e_doc[6].T
+            idx6 = self.leaf_node[lv].unsqueeze(0).expand(leaf_sim.shape[0], -1)
+            init = torch.full((leaf_sim.shape[0], len(self.codes[lv])), -1.0, dtype=leaf_sim.dtype)
+            leaves = init.scatter_reduce(1, idx6, leaf_sim, "amax", include_self=True)
+            if "leaves" in self.members:
+                out["leaves"] = leaves
         if "centroid" in self.members:
             out["centroid"] = q @ self.centroids[lv].T
         if "knn" in self.members:
             idx = self.ex_node[lv]
             keep = idx >= 0
             s = s_ex[:, keep]
-            init = desc.clone()  # the description is a pseudo-example: nodes without examples still score
-            knn = init.scatter_reduce(
+            # descendants' descriptions are pseudo-examples: nodes without examples still score
+            out["knn"] = leaves.scatter_reduce(
                 1, idx[keep].unsqueeze(0).expand(s.shape[0], -1), s, "amax", include_self=True
             )
-            out["knn"] = knn
         if not out:
             raise ConfigError("no ensemble member is active")
         for k in out:
@@ -414,7 +425,7 @@ class NaicsClassifier:
 
     # ------------------------------------------------------------------------------------------------------------
     def calibrate(
-        self, texts: Sequence[str], codes: Sequence[str], *, l2: float = 1e-4, max_iter: int = 100
+        self, texts: Sequence[str], codes: Sequence[str], *, l2: float = 1e-4, max_iter: int = 50
     ) -> dict:
         """Fit each level's member weights (inverse temperatures) on labelled calibration data.
 
@@ -449,9 +460,9 @@ class NaicsClassifier:
                 lp = self._group_log_softmax(z, par)
                 return -lp.gather(1, target.unsqueeze(1)).mean()
 
-            def fit(idx):
+            def fit(idx, iters=max_iter):
                 p = torch.full((len(idx),), 2.5, requires_grad=True)
-                opt = torch.optim.LBFGS([p], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
+                opt = torch.optim.LBFGS([p], lr=0.5, max_iter=iters, line_search_fn="strong_wolfe")
 
                 def closure():
                     opt.zero_grad()
@@ -467,21 +478,23 @@ class NaicsClassifier:
                     w[idx] = torch.nn.functional.softplus(p) * 4
                     return w, float(nll(w))
 
+            # accuracy among the siblings of the true code (the decision this level makes)
+            sibling_mask = torch.where(par.unsqueeze(0) == par[target].unsqueeze(1), 0.0, -torch.inf)
+
+            def acc_of(z, sibling_mask=sibling_mask, target=target):
+                return round(float(((z + sibling_mask).argmax(1) == target).float().mean()), 4)
+
             w_all, loss_all = fit(list(range(len(self.members))))
             member_info = {}
             for mi, m in enumerate(self.members):
-                wm, lm = fit([mi])
-                with torch.no_grad():
-                    z = self._group_log_softmax(wm[mi] * feats[mi], par)
-                    acc = float((z.argmax(1) == target).float().mean())
+                wm, lm = fit([mi], 12) if len(self.members) > 1 else (w_all, loss_all)
                 member_info[m] = {
-                    "temperature": round(1.0 / float(wm[mi]), 5),
+                    "temperature": round(1.0 / max(float(wm[mi]), 1e-6), 5),
                     "nll": round(lm, 4),
-                    "acc": acc,
+                    "acc": acc_of(feats[mi]),
                 }
             with torch.no_grad():
-                z = self._group_log_softmax(torch.einsum("m,mbn->bn", w_all, feats), par)
-                acc = float((z.argmax(1) == target).float().mean())
+                acc = acc_of(torch.einsum("m,mbn->bn", w_all, feats))
             levels_out[str(lv)] = {
                 "weights": {m: round(float(w_all[i]), 5) for i, m in enumerate(self.members)},
                 "nll": round(loss_all, 4),

@@ -142,8 +142,13 @@ def estimate_emissions(
     if not cands:
         raise ConfigError("the classifier returned no candidate codes")
     rows = []
+    skipped = []
     for c, title, p in cands:
-        look = factors.lookup(c, margins=margins)
+        try:
+            look = factors.lookup(c, margins=margins)
+        except ConfigError:  # no factor anywhere up the tree (e.g. sector 92, public administration)
+            skipped.append(c)
+            continue
         rows.append(
             {
                 "code": c,
@@ -156,6 +161,8 @@ def estimate_emissions(
                 "tco2e": revenue_usd * look.kg_per_usd / 1000.0,
             }
         )
+    if not rows:
+        raise ConfigError(f"no EPA emission factor for NAICS {', '.join(skipped)} or any ancestor")
     w = np.array([r["probability"] for r in rows])
     w = w / w.sum() if w.sum() > 0 else np.ones(len(rows)) / len(rows)
     vals = [r["tco2e"] for r in rows]
@@ -167,7 +174,8 @@ def estimate_emissions(
     provenance = {
         "revenue_usd": f"{revenue} {currency.upper()} ({year})"
         + ("; " + "; ".join(prov.values()) if prov else ""),
-        "code": cls_prov,
+        "code": cls_prov
+        + (f"; skipped {', '.join(skipped)} (no EPA factor, e.g. public administration)" if skipped else ""),
         "factor_kg_per_usd": f"{best['factor_note']}; {unit}; {factors.source}",
         "tco2e": "revenue_usd × factor_kg_per_usd / 1000 (best code)",
         "tco2e_expected": f"probability-weighted mean over the top-{len(rows)} codes",
@@ -183,7 +191,7 @@ def estimate_emissions(
         dollar_year=factors.dollar_year,
         code=best["code"],
         title=best["title"],
-        confidence=float(cands[0][2]) if prediction is not None else None,
+        confidence=best["probability"] if prediction is not None else None,
         factor_kg_per_usd=best["kg_per_usd"],
         margins=margins,
         tco2e=best["tco2e"],

@@ -104,15 +104,24 @@ def emission_mape(ranked6, probs6, true_codes: Sequence[str], factors, *, margin
             cache[code] = factors.lookup(code, margins=margins).kg_per_usd
         return cache[code]
 
-    for r, p, t in zip(ranked6, probs6, true_codes):
+    def g(code: str) -> float:
         try:
-            ft = f(t)
-        except ConfigError:
+            return f(code)
+        except ConfigError:  # e.g. public administration (92) has no EPA factor at all
+            return float("nan")
+
+    for r, p, t in zip(ranked6, probs6, true_codes):
+        ft = g(t)
+        if not ft == ft or ft <= 0:
             continue
-        ape1.append(abs(f(r[0]) - ft) / ft)
+        fr = np.array([g(c) for c in r])
         w = np.asarray(p, dtype=float)
-        w = w / w.sum() if w.sum() > 0 else np.ones_like(w) / len(w)
-        apew.append(abs(float(np.dot(w, [f(c) for c in r])) - ft) / ft)
+        ok = ~np.isnan(fr) & (w > 0)
+        if not ok.any() or np.isnan(fr[0]):
+            continue
+        ape1.append(abs(fr[0] - ft) / ft)
+        w = w[ok] / w[ok].sum()
+        apew.append(abs(float(np.dot(w, fr[ok])) - ft) / ft)
     return {
         "mape_top1": float(np.mean(ape1) * 100) if ape1 else float("nan"),
         "mape_weighted": float(np.mean(apew) * 100) if apew else float("nan"),

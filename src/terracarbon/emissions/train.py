@@ -114,6 +114,8 @@ def finetune(
     warmup_fraction: float = 0.1,
     max_seq_length: int = 64,
     max_minutes: float | None = 18.0,
+    freeze_layers: int = 0,
+    threads: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     devices: int = 1,
@@ -124,8 +126,9 @@ def finetune(
 
     ``pairs`` has columns ``text`` and ``code``; each code is turned into its NAICS document (title + cleaned
     description, :meth:`NaicsTaxonomy.document`). Training stops after ``epochs`` or ``max_minutes`` (whichever
-    first; the model trained so far is saved). ``devices``/``strategy`` are accepted for API uniformity; this loop
-    runs on one device.
+    first; the model trained so far is saved). ``freeze_layers`` freezes the token embeddings and the first N
+    transformer layers (cheaper steps). ``threads`` sets torch's intra-op threads (1 is fastest on a busy machine).
+    ``devices``/``strategy`` are accepted for API uniformity; this loop runs on one device.
     """
     import torch
     from sentence_transformers.losses import MultipleNegativesRankingLoss
@@ -142,8 +145,15 @@ def finetune(
     if len(pairs) < 2 or pairs.code.nunique() < 2:
         raise ConfigError("fine-tuning needs at least two pairs with two different NAICS codes")
     seed_everything(seed)
+    if threads:
+        torch.set_num_threads(threads)
     st = load_model(model, device=device)
     st.max_seq_length = max_seq_length
+    if freeze_layers:
+        frozen = ("embeddings.",) + tuple(f"encoder.layer.{i}." for i in range(freeze_layers))
+        for name, p in st.named_parameters():
+            if any(f in name for f in frozen):
+                p.requires_grad_(False)
     loss_fn = MultipleNegativesRankingLoss(st)
     docs = {c: taxonomy.document(c) for c in pairs.code.unique()}
     texts = pairs.text.tolist()
@@ -154,7 +164,8 @@ def finetune(
     per_epoch = len(plan) / n_epochs
     plan = plan[: max(1, round(per_epoch * epochs))]
     warmup = max(1, int(warmup_fraction * len(plan)))
-    opt = torch.optim.AdamW(st.parameters(), lr=lr, weight_decay=0.01)
+    params = [p for p in st.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warmup, max(0.0, (len(plan) - s) / max(1, len(plan) - warmup)))
     )
@@ -173,7 +184,7 @@ def finetune(
             b = st.preprocess([docs[codes[i]] for i in batch])
             loss = loss_fn([a, b], None)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(st.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
@@ -226,6 +237,8 @@ def train_classifier(
     batch_size: int = 32,
     lr: float = 5e-5,
     max_minutes: float | None = 18.0,
+    freeze_layers: int = 0,
+    threads: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     devices: int = 1,
@@ -276,6 +289,8 @@ def train_classifier(
             batch_size=batch_size,
             lr=lr,
             max_minutes=max_minutes,
+            freeze_layers=freeze_layers,
+            threads=threads,
             seed=seed,
             device=device,
             devices=devices,
@@ -345,3 +360,35 @@ def train_classifier(
     return TrainResult(
         model_dir=out_dir, finetune=ft_rec, metrics=metrics, wall_time_s=wall, footprint=footprint
     )
+
+
+def recalibrate(
+    model_dir: str | Path,
+    labelled: str | Path,
+    *,
+    taxonomy: NaicsTaxonomy | None = None,
+    members: list[str] | None = None,
+    beam: int | None = None,
+    text_column: str | None = None,
+    code_column: str | None = None,
+) -> dict:
+    """Refit the ensemble of a trained model folder on a labelled CSV (e.g. its ``calibration.csv``) and save it.
+
+    ``members`` switches the ensemble's members (default: all available); returns the new calibration.
+    """
+    from terracarbon.emissions.classify import META_FILE, NaicsClassifier
+    from terracarbon.emissions.naics import load_labelled, load_naics
+
+    model_dir = Path(model_dir)
+    taxonomy = taxonomy or load_naics()
+    meta = json.loads((model_dir / META_FILE).read_text()) if (model_dir / META_FILE).exists() else {}
+    df = load_labelled(labelled, text_column=text_column, code_column=code_column, taxonomy=taxonomy)
+    clf = NaicsClassifier(taxonomy, model_dir, calibration={}, members=members)
+    if beam is not None:
+        clf.beam = None if beam <= 0 else beam
+    cal = clf.calibrate(df.text.tolist(), df.code.tolist())
+    keep = {
+        k: v for k, v in meta.items() if k not in ("format", "taxonomy", "members", "beam", "calibration")
+    }
+    clf.save(model_dir, extra=keep)
+    return cal
