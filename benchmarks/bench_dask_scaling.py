@@ -241,6 +241,13 @@ def main() -> None:
         summary["dask_1_worker_overhead_vs_single_1_thread"] = round(d1["wall_s"] / s1["wall_s"] - 1, 3)
     if s1 and d2:
         summary["speedup_dask2_vs_single_1_thread"] = round(s1["wall_s"] / d2["wall_s"], 3)
+    # CPU-time efficiency: CPU seconds of the single-threaded single process / CPU seconds of the Dask run (all
+    # processes). Unlike wall time it is not distorted by other jobs competing for the cores.
+    if s1:
+        for n in args.workers:
+            dn = by.get(f"dask local:{n}")
+            if dn:
+                summary[f"cpu_efficiency_local_{n}"] = round(s1["cpu_s"] / dn["cpu_s"], 3)
     # extrapolation from the measured per-tile CPU cost (single process, 1 thread: no Dask overhead)
     base = s1 or d1
     if base:
