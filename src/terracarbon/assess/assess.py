@@ -699,6 +699,9 @@ def _input_for(
         bands = meta.get("bands")
         if cand == stack and bands and all(names) and list(bands) != names:
             continue
+        in_bands = meta.get("in_bands")
+        if in_bands and cand != stack and count >= max(in_bands):  # e.g. RGB bands of an RGBN orthophoto
+            return cand, ""
         if need is None or need == count:
             return cand, ""
     where = "aerial.tif" if aerial.exists() else "no aerial.tif in the scene folder"
