@@ -163,9 +163,8 @@ def detect_crowns(
                     xs.append(torch.from_numpy(x * np.float32(scale)).to(device))
                     valids.append(v)
                 outs = model(xs)
-                for k, ((r, c, w), out, valid) in enumerate(zip(batch, outs, valids)):
+                for (r, c, w), out, valid in zip(batch, outs, valids):
                     tile_id = r * grid.n_cols + c
-                    wt = rasterio.windows.transform(w, ds.transform)
                     keep = out["scores"] >= score_threshold
                     masks = out["masks"][keep][:, 0].cpu().numpy() > mask_threshold
                     for m, s in zip(masks, out["scores"][keep].cpu().tolist()):
@@ -175,14 +174,16 @@ def detect_crowns(
                         if rows.size == 0:
                             continue
                         r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-                        sub_t = wt * wt.translation(c0, r0)
+                        sub = rasterio.windows.Window(
+                            int(w.col_off) + c0, int(w.row_off) + r0, c1 - c0, r1 - r0
+                        )
+                        sub_t = rasterio.windows.transform(sub, ds.transform)
                         poly = mask_to_polygon(m[r0:r1, c0:c1], sub_t)
                         if poly is None:
                             continue
                         geoms.append(poly)
                         scores.append(float(s))
                         tiles.append(tile_id)
-                    del k
                 bar.advance(task, len(batch))
     return geoms, scores, tiles, crs
 
