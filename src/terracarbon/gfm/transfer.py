@@ -10,7 +10,9 @@ allometry (canopy height -> AGB), land-cover mix and sensor offsets differ. :fun
 4. for every target region and every ``k`` in ``fractions`` fine-tunes the source model on the target training scenes
    keeping only ``k`` of the label footprints (``label_fraction_subsample``), starting from all source weights
    (GFM ``init_from``), and scores it on the target test scenes; optionally also trains the same model from its
-   initial weights on the same k % (``baseline=True``: how much the source region helps).
+   initial weights on the same k % (``baseline=True``: how much the source region helps). The k % are drawn per
+   footprint, separately in the training rows and in the held-out validation rows (at least one footprint each,
+   :func:`subsample_labels`).
 
 Writes ``transfer.md`` / ``transfer.csv`` / ``transfer.json`` (one row per (target, setting)).
 """
@@ -27,7 +29,7 @@ from typing import Any
 from terracarbon.errors import ConfigError
 from terracarbon.utils import atomic_path, atomic_write_json, atomic_write_text, to_json
 
-__all__ = ["TransferResult", "eco_region_transfer", "make_region_scenes"]
+__all__ = ["TransferResult", "eco_region_transfer", "make_region_scenes", "subsample_labels"]
 
 COLUMNS = [
     "target_region",
@@ -78,6 +80,54 @@ def make_region_scenes(
                     sc = make_scene(d, size=size, seed=s, region=r)
                 out[r][split].append(sc)
     return out
+
+
+def subsample_labels(
+    labels_path: str | Path,
+    fraction: float,
+    out_path: str | Path,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+) -> tuple[Path, int]:
+    """Keep ``fraction`` of the label footprints (connected labelled blobs) of a label raster, write it to ``out_path``.
+
+    The footprints are drawn separately in the training rows and in the bottom ``val_fraction`` of rows (the
+    validation part ``train_biomass`` holds out), keeping at least one footprint in each, so that every k % run has
+    validation labels. Returns ``(out_path, labelled pixels kept in the training rows)``.
+    """
+    import numpy as np
+    import rasterio
+    from scipy import ndimage
+
+    from terracarbon.utils import atomic_path
+
+    with rasterio.open(labels_path) as ds:
+        lab = ds.read(1, out_dtype="float32")
+        profile = ds.profile
+        if ds.nodata is not None and np.isfinite(ds.nodata):
+            lab[lab == ds.nodata] = np.nan
+    h = lab.shape[0]
+    split = int(round((1.0 - val_fraction) * h))
+    rng = np.random.default_rng([seed, int(round(fraction * 1000)), 17])
+    keep_mask = np.zeros(lab.shape, bool)
+    for r0, r1 in ((0, split), (split, h)):
+        part = np.isfinite(lab[r0:r1])
+        comp, n = ndimage.label(part)
+        if n == 0:
+            continue
+        keep = np.zeros(n + 1, bool)
+        keep[1:] = rng.random(n) < fraction
+        if not keep.any():
+            keep[1 + int(rng.integers(n))] = True
+        keep_mask[r0:r1] = keep[comp]
+    out = np.where(keep_mask, lab, np.nan).astype(np.float32)
+    profile.update(dtype="float32", nodata=float("nan"), count=1)
+    out_path = Path(out_path)
+    with atomic_path(out_path) as tmp:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(out, 1)
+    return out_path, int(np.isfinite(out[:split]).sum())
 
 
 def eco_region_transfer(
@@ -209,8 +259,6 @@ def eco_region_transfer(
             }
         )
 
-    import torch
-
     for r in regions:
         t = time.time()
         m = evaluate_biomass(src.checkpoint, scenes[r]["test"])
@@ -231,30 +279,32 @@ def eco_region_transfer(
             ft_spec = {**spec, "init_from": str(src.checkpoint)}
             ft_spec.pop("encoder_weights", None)  # all weights come from the source model
             t = time.time()
+            tag = f"region{r}_k{int(round(k * 100))}"
+            sub_dir = out / "labels_subsampled" / tag
+            train_k, n = [], 0
+            for i, sc in enumerate(scenes[r]["train"]):
+                lp, cnt = subsample_labels(Path(sc.labels), k, sub_dir / f"labels{i}.tif", seed=seed + i)
+                train_k.append((Path(sc.stack), lp))
+                n += cnt
             res = train_biomass(
-                scenes[r]["train"],
+                train_k,
                 test_scenes=scenes[r]["test"],
                 model_spec=ft_spec,
                 epochs=ft_epochs,
                 lr=ft_lr,
-                out_dir=out / f"finetune_region{r}_k{int(round(k * 100))}",
-                label_fraction_subsample=k,
+                out_dir=out / f"finetune_{tag}",
                 **common,
-            )
-            n = torch.load(res.checkpoint, map_location="cpu", weights_only=False)["meta"].get(
-                "n_train_labels"
             )
             _row(r, "fine-tune from source", k, res.metrics, time.time() - t, n)
             if baseline:
                 t = time.time()
                 res_b = train_biomass(
-                    scenes[r]["train"],
+                    train_k,
                     test_scenes=scenes[r]["test"],
                     model_spec=spec,
                     epochs=ft_epochs,
                     lr=ft_lr,
-                    out_dir=out / f"target_only_region{r}_k{int(round(k * 100))}",
-                    label_fraction_subsample=k,
+                    out_dir=out / f"target_only_{tag}",
                     **common,
                 )
                 _row(r, "target only (no source)", k, res_b.metrics, time.time() - t, n)
