@@ -19,7 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "DEMO_MODEL_SPEC"]
+
+DEMO_MODEL_SPEC = {
+    "arch": "unet",
+    "encoder_name": "resnet18",
+    "encoder_depth": 3,
+    "decoder_channels": [64, 32, 16],
+}
+"""A CPU-friendly U-Net (ResNet-18 encoder cut at depth 3) for the demo."""
 
 
 def _quicklook(png: Path, scene, agb_map: Path, aoi_path: Path, title: str) -> Path:
@@ -81,12 +89,13 @@ def run_demo(
     *,
     size: int = 768,
     seed: int = 0,
-    epochs: int = 12,
+    epochs: int = 10,
     samples_per_epoch: int = 384,
     patch_size: int = 64,
     batch_size: int = 16,
-    max_minutes: float | None = 4.0,
+    max_minutes: float | None = 6.0,
     baseline: bool = True,
+    rf_trees: int = 100,
     progress: bool = True,
     console: Any = None,
 ) -> dict[str, Any]:
@@ -131,6 +140,8 @@ def run_demo(
         seed=seed,
         out_dir=out / "model",
         max_minutes=max_minutes,
+        model_spec=DEMO_MODEL_SPEC,
+        lr=3e-3,
         val_fraction=0.2,
         progress=progress,
     )
@@ -140,7 +151,7 @@ def run_demo(
         from terracarbon.biomass.baseline import train_rf_baseline
 
         t = time.perf_counter()
-        rf = train_rf_baseline([scene], out_dir=out / "rf_baseline", n_estimators=100, seed=seed)
+        rf = train_rf_baseline([scene], out_dir=out / "rf_baseline", n_estimators=rf_trees, seed=seed)
         lap("rf_baseline_s", t)
 
     t = time.perf_counter()

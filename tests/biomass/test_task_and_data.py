@@ -112,3 +112,22 @@ def test_bad_scene_inputs(scenes, tmp_path):
         dst.write(np.ones((100, 100), np.float32), 1)
     with pytest.raises(InputError, match="100×100"):
         load_scene((scenes[0].stack, small))
+
+
+def test_label_subsample_keeps_whole_footprints(scenes):
+    from scipy import ndimage
+
+    from terracarbon.biomass.train import _subsample_labels
+
+    sc = load_scene(scenes[0])
+    before = np.isfinite(sc.labels)
+    _, n_before = ndimage.label(before)
+    _subsample_labels([sc], 0.3, seed=0)
+    after = np.isfinite(sc.labels)
+    assert after.sum() < before.sum() and not (after & ~before).any()
+    _, n_after = ndimage.label(after)
+    assert 0.15 * n_before < n_after < 0.45 * n_before
+    # kept footprints are whole: every kept blob equals a blob of the original
+    comp, _ = ndimage.label(before)
+    kept = np.unique(comp[after])
+    assert after.sum() == np.isin(comp, kept).sum()

@@ -78,9 +78,6 @@ def resolve_scene(scene: Any) -> tuple[Path, Path, str]:
     if isinstance(scene, tuple | list) and len(scene) == 2:
         stack, labels = Path(scene[0]), Path(scene[1])
         return stack, labels, stack.parent.name or stack.stem
-    for attr in ("stack", "labels"):
-        if not hasattr(scene, attr) and hasattr(scene, "paths"):
-            break
     if hasattr(scene, "stack") and hasattr(scene, "labels"):
         stack, labels = Path(scene.stack), Path(scene.labels)
         return stack, labels, stack.parent.name

@@ -262,16 +262,15 @@ def train_biomass(
         task.load_state_dict(state)
     best_model = copy.deepcopy(task.model).cpu().eval()
     best_score = ckpt_cb.best_model_score
-    best_epoch = None
+    best_row: dict[str, float] = {}
     if best_score is not None:
-        for row in hist_cb.rows:
-            if abs(row.get("val_rmse", np.inf) - float(best_score)) < 1e-6:
-                best_epoch = row["epoch"]
-    val_metrics = {
-        k[4:]: v
-        for k, v in (hist_cb.rows[best_epoch] if best_epoch is not None else {}).items()
-        if k.startswith("val_")
-    }
+        best_row = min(
+            (r for r in hist_cb.rows if "val_rmse" in r),
+            key=lambda r: abs(r["val_rmse"] - float(best_score)),
+            default={},
+        )
+    best_epoch = best_row.get("epoch")
+    val_metrics = {k[4:]: v for k, v in best_row.items() if k.startswith("val_")}
 
     meta: dict[str, Any] = {
         "task": "regression",
