@@ -48,7 +48,7 @@ def _print_confusion(metrics: dict) -> None:
 @handle_errors
 def synth(
     out: Path = typer.Argument(..., help="Folder to write (LandCover.ai release layout)."),
-    n_images: int = typer.Option(6, help="Number of synthetic orthophotos."),
+    n_images: int = typer.Option(8, help="Number of synthetic orthophotos."),
     size: int = typer.Option(256, help="Orthophoto height and width in pixels."),
     tile_size: int = typer.Option(64, help="Tile size of the official tiling (512 in the real release)."),
     seed: int = typer.Option(0),

@@ -28,9 +28,9 @@ from terracarbon.data.landcover_ai import (
 __all__ = ["render_scene", "make_synthetic_release"]
 
 _FIELD_COLOURS = np.array(
-    [[196, 186, 120], [160, 128, 92], [150, 176, 96], [205, 196, 150], [128, 150, 80]], dtype=np.float32
+    [[196, 186, 120], [150, 132, 104], [150, 176, 96], [205, 196, 150], [128, 150, 80]], dtype=np.float32
 )
-_ROOF_COLOURS = np.array([[176, 72, 52], [150, 60, 45], [95, 88, 92], [200, 110, 80]], dtype=np.float32)
+_ROOF_COLOURS = np.array([[186, 64, 44], [160, 52, 40], [205, 100, 60]], dtype=np.float32)
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -187,7 +187,7 @@ def render_scene(
 def make_synthetic_release(
     root: str | os.PathLike,
     *,
-    n_images: int = 6,
+    n_images: int = 8,
     size: tuple[int, int] = (256, 256),
     tile_size: int = 64,
     seed: int = 0,

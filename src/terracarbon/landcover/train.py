@@ -173,7 +173,7 @@ def _callbacks():
     return History(), KeepBest()
 
 
-def _loader(ds, batch_size: int, shuffle: bool, num_workers: int, seed: int):
+def _loader(ds, batch_size: int, shuffle: bool, num_workers: int, seed: int, drop_last: bool = False):
     from torch.utils.data import DataLoader
 
     g = torch.Generator()
@@ -185,7 +185,7 @@ def _loader(ds, batch_size: int, shuffle: bool, num_workers: int, seed: int):
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         generator=g,
-        drop_last=False,
+        drop_last=drop_last and len(ds) > batch_size,
     )
 
 
@@ -306,7 +306,7 @@ def train_landcover(
     if max_minutes:
         trainer_kw["max_time"] = {"minutes": float(max_minutes)}
     trainer = L.Trainer(**trainer_kw)
-    train_loader = _loader(train_ds, batch_size, True, num_workers, seed)
+    train_loader = _loader(train_ds, batch_size, True, num_workers, seed, drop_last=True)
     val_loader = _loader(val_ds, batch_size, False, num_workers, seed) if val_ds is not None else None
 
     with tracked(out_dir, "landcover-train", enabled=track, country_iso_code=country_iso_code) as fp:
