@@ -372,6 +372,15 @@ def _num(v: Any, nd: int = 1) -> str:
     return _esc(v)
 
 
+def _sig(v: float | None, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits (small footprints stay readable)."""
+    if v is None or not math.isfinite(v):
+        return "–"
+    if abs(v) >= 10**digits:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}g}"
+
+
 def _cell(v: Any, nd: int = 1, ident: str | None = None) -> str:
     attrs = ""
     if ident:
@@ -633,7 +642,12 @@ def build_report(
         cards.append(("tree cover", f"{tc['percent']:.1f} %"))
     fpa = (data.get("footprint") or {}).get("assessment") or {}
     if fpa.get("energy_kwh") is not None:
-        cards.append(("this run", f"{fpa['energy_kwh'] * 1000:,.2f} Wh · {fpa['emissions_g']:,.2f} g CO2e"))
+        cards.append(
+            (
+                "energy · CO2e of this run",
+                f"{_sig(fpa['energy_kwh'] * 1000)} Wh · {_sig(fpa['emissions_g'])} g",
+            )
+        )
     cards_html = "".join(
         f'<div class="card"><div class="v">{v}</div><div class="k">{_esc(k)}</div></div>' for k, v in cards
     )
