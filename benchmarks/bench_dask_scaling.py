@@ -191,8 +191,14 @@ def main() -> None:
                     c0, w0, t = cpu_self(), cpu_workers(client), time.perf_counter()
                     out = predict_raster(predictor, src, work / f"dask_{n}.tif", scheduler=client, **opts)
                     wall = time.perf_counter() - t
-                    cpu = cpu_self() - c0 + cpu_workers(client) - w0
-                    extra = {"cluster_startup_s": round(startup, 2), "worker_torch_threads": wthreads}
+                    c_client, c_workers = cpu_self() - c0, cpu_workers(client) - w0
+                    cpu = c_client + c_workers
+                    extra = {
+                        "cluster_startup_s": round(startup, 2),
+                        "worker_torch_threads": wthreads,
+                        "cpu_client_s": round(c_client, 2),
+                        "cpu_workers_s": round(c_workers, 2),
+                    }
                 row = {
                     "config": name,
                     "repeat": rep,
