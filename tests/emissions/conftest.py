@@ -262,3 +262,18 @@ def small_clf(small_tax, st_model, emb_cache):
     from terracarbon.emissions.classify import NaicsClassifier
 
     return NaicsClassifier(small_tax, st_model, cache_dir=emb_cache)
+
+
+@pytest.fixture(scope="session")
+def fx():
+    """The synthetic rows and writers of this module (tests cannot import conftest by name)."""
+    import types
+
+    return types.SimpleNamespace(
+        NAICS_ROWS=NAICS_ROWS,
+        FACTOR_ROWS=FACTOR_ROWS,
+        LABELLED=LABELLED,
+        write_descriptions_csv=write_descriptions_csv,
+        write_factors_csv=write_factors_csv,
+        write_labelled_csv=write_labelled_csv,
+    )

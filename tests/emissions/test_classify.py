@@ -51,7 +51,7 @@ def test_ensemble_with_examples_and_calibration(small_tax, small_dir, st_model, 
     train = df.iloc[::2]
     calib = df.iloc[1::2]
     clf = NaicsClassifier(small_tax, st_model, examples=train, cache_dir=emb_cache)
-    assert clf.members == ["title", "description", "centroid", "knn"]
+    assert clf.members == ["title", "description", "leaves", "centroid", "knn"]
     # raw cosine similarities (temperature 1) are badly under-confident; calibration must fix that
     clf.calibration = {
         "levels": {str(lv): {"weights": dict.fromkeys(clf.members, 1.0)} for lv in range(2, 7)}
@@ -157,7 +157,7 @@ def test_real_taxonomy_obvious_sector_offline(shared_data, st_model, emb_cache, 
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     tax = load_naics(shared_data / "emissions" / "2-6 digit_2017_Codes.csv")  # titles only: fast to embed
-    clf = NaicsClassifier(tax, st_model, members=["title"], cache_dir=emb_cache)
+    clf = NaicsClassifier(tax, st_model, members=["title", "leaves"], cache_dir=emb_cache)
     texts = {
         "We grow soybeans and corn on our family farm": "11",
         "Cement manufacturing plant": "31-33",

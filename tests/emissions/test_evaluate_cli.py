@@ -60,11 +60,11 @@ def test_cli_classify_and_estimate(small_dir, emb_cache, monkeypatch, tmp_path):
     _env(small_dir, emb_cache, monkeypatch)
     r = runner.invoke(app, ["classify", "We write custom software for our clients", "--json", "--top-k", "3"])
     assert r.exit_code == 0, r.output
-    d = json.loads(r.output)
+    d = json.loads(r.stdout)
     assert d["code"] == "541511" and len(d["candidates"]) == 3
     r = runner.invoke(app, ["estimate", "--code", "327310", "--revenue", "1000000", "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["tco2e"] == pytest.approx(3768.0)
+    assert json.loads(r.stdout)["tco2e"] == pytest.approx(3768.0)
     r = runner.invoke(
         app, ["estimate", "--description", "cement plant", "--revenue", "1000000", "--year", "2020"]
     )

@@ -18,7 +18,7 @@ from terracarbon.emissions.naics import (
 from terracarbon.errors import InputError
 
 
-def test_small_tree_structure(small_tax):
+def test_small_tree_structure(small_tax, fx):
     t = small_tax
     assert t.codes(2) == ["11", "31-33", "54"]
     assert t["327310"].parent == "32731"
@@ -27,7 +27,7 @@ def test_small_tree_structure(small_tax):
     assert t.path("336111") == ["31-33", "336", "3361", "33611", "336111"]
     assert set(t.children("5415")) == {"54151"}
     assert set(t.children("54151")) == {"541511", "541512"}
-    assert t.leaves() == sorted(c for c, *_ in __import__("conftest").NAICS_ROWS if len(c) == 6)
+    assert t.leaves() == sorted(c for c, *_ in fx.NAICS_ROWS if len(c) == 6)
     assert t.ancestor("541511", 3) == "541" and t.ancestor("336111", 2) == "31-33"
 
 
@@ -43,9 +43,8 @@ def test_titles_and_descriptions_are_cleaned(small_tax):
     assert "The Sector as a Whole" not in t["11"].description
 
 
-def test_fingerprint_changes_with_content(small_dir, tmp_path):
-    from conftest import NAICS_ROWS, write_descriptions_csv
-
+def test_fingerprint_changes_with_content(small_dir, tmp_path, fx):
+    NAICS_ROWS, write_descriptions_csv = fx.NAICS_ROWS, fx.write_descriptions_csv
     a = load_naics(small_dir / "2017_NAICS_Descriptions.csv")
     b = load_naics(small_dir / "2017_NAICS_Descriptions.csv")
     assert a.fingerprint() == b.fingerprint()

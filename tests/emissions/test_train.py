@@ -31,21 +31,25 @@ def test_split_is_seeded_and_disjoint():
         split_labelled(df, (0.5, 0.1))
 
 
-def _pairs(n=64, seed=0):
-    from conftest import LABELLED
-
+def _pairs(labelled, n=64, seed=0):
     rng = random.Random(seed)
-    rows = [rng.choice(LABELLED) for _ in range(n)]
+    rows = [rng.choice(labelled) for _ in range(n)]
     return pd.DataFrame(
         {"text": [f"{t} ({i})" for i, (t, _) in enumerate(rows)], "code": [c for _, c in rows]}
     )
 
 
-def test_tiny_finetune_saves_a_loadable_model(small_tax, tmp_path):
+def test_tiny_finetune_saves_a_loadable_model(small_tax, tmp_path, fx):
     from terracarbon.emissions.models import load_model
 
     res = finetune(
-        _pairs(64), small_tax, tmp_path / "m", epochs=0.25, batch_size=8, max_seq_length=32, progress=False
+        _pairs(fx.LABELLED, 64),
+        small_tax,
+        tmp_path / "m",
+        epochs=0.25,
+        batch_size=8,
+        max_seq_length=32,
+        progress=False,
     )
     assert res.steps >= 1 and res.steps == res.planned_steps and not res.stopped_early
     assert all(x == x for x in res.loss_history)  # finite
@@ -53,14 +57,15 @@ def test_tiny_finetune_saves_a_loadable_model(small_tax, tmp_path):
     v = m.encode(["cement plant"], normalize_embeddings=True)
     assert v.shape == (1, 384)
     with pytest.raises(ConfigError, match="one device"):
-        finetune(_pairs(8), small_tax, tmp_path / "x", devices=2)
+        finetune(_pairs(fx.LABELLED, 8), small_tax, tmp_path / "x", devices=2)
 
 
-def test_train_classifier_end_to_end(small_tax, small_dir, tmp_path, emb_cache):
-    from conftest import write_labelled_csv
+def test_train_classifier_end_to_end(small_tax, small_dir, tmp_path, emb_cache, fx, monkeypatch):
+    monkeypatch.setenv("TERRACARBON_CACHE", str(tmp_path / "cache"))  # keep the user's cache untouched
     from terracarbon.emissions.classify import NaicsClassifier
 
-    p = _pairs(80, seed=1)
+    write_labelled_csv = fx.write_labelled_csv
+    p = _pairs(fx.LABELLED, 80, seed=1)
     csv_path = write_labelled_csv(tmp_path / "pairs.csv", list(zip(p.text, p.code)))
     out = tmp_path / "model"
     res = train_classifier(
@@ -73,6 +78,7 @@ def test_train_classifier_end_to_end(small_tax, small_dir, tmp_path, emb_cache):
         calibration_fraction=0.2,
         progress=False,
     )
+    assert list((tmp_path / "cache").rglob("*.npy"))  # embeddings went to the configured cache
     meta = json.loads((out / "terracarbon_naics.json").read_text())
     assert meta["split"] == {
         "seed": 0,
@@ -86,5 +92,5 @@ def test_train_classifier_end_to_end(small_tax, small_dir, tmp_path, emb_cache):
     assert 0 <= res.metrics["level6_top1"] <= res.metrics["level6_top10"] <= 1
     assert res.metrics["level2_top1"] >= 0.8
     clf = NaicsClassifier(small_tax, out, cache_dir=emb_cache)
-    assert clf.members == ["title", "description", "centroid", "knn"] and clf.examples is not None
+    assert clf.members == ["title", "description", "leaves", "centroid", "knn"] and clf.examples is not None
     assert clf.predict(["Portland cement manufacturing"])[0].code == "327310"

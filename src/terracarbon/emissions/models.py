@@ -41,7 +41,16 @@ def load_model(model: str | Path | None = None, *, device: str = "cpu"):
     """
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from sentence_transformers import SentenceTransformer
+
+    try:  # no "Loading weights" bars on stderr
+        import transformers
+
+        transformers.logging.disable_progress_bar()
+        transformers.logging.set_verbosity_error()
+    except Exception:  # pragma: no cover
+        pass
 
     path = default_model_path() if model is None else Path(model)
     if not path.is_dir():
@@ -112,7 +121,8 @@ class EmbeddingCache:
         from terracarbon.utils import atomic_path
 
         texts_hash = hashlib.sha256("\x1e".join(texts).encode()).hexdigest()[:12]
-        key = self.key(model, f"{content_hash}-{texts_hash}", name)
+        # keyed by model + content + exact texts (not by name): identical text lists share one file
+        key = self.key(model, f"{content_hash}-{texts_hash}", "emb")
         if self.folder is not None:
             f = self.folder / f"{key}.npy"
             if f.exists():
