@@ -154,3 +154,42 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     (tmp_path / "holdout" / "images" / "abc_7.tif").unlink()
     with pytest.raises(InputError, match="abc_7.tif"):
         ds.read_image(0)
+
+
+def test_windows_crop_image_masks_and_instances(tmp_path):
+    img = _hand_built(tmp_path)
+    ds = OAMTCDDataset(tmp_path, "train", mode="instance")
+    win = (3, 2, 6, 9)  # rows 3-8, cols 2-10
+    full = OAMTCDDataset(tmp_path, "train").semantic_mask(0)
+    np.testing.assert_array_equal(ds.semantic_mask(0, win), full[3:9, 2:11])
+    np.testing.assert_allclose(ds.read_image(0, win), img[:, 3:9, 2:11] / 255.0, atol=1e-7)
+    t = ds.instance_target(0, win)
+    # tree 1 (rows 2-5, cols 1-3) keeps rows 3-5 x cols 2-3 = 6 of 12 px; tree 2 (rows 7-8, cols 8-10) stays whole
+    assert t["boxes"].tolist() == [[0.0, 0.0, 2.0, 3.0], [6.0, 4.0, 9.0, 6.0]]
+    assert t["area"].tolist() == [6.0, 6.0]
+    assert ds.instance_target(0, win, min_visible=0.6)["labels"].tolist() == [1]  # half-visible crown dropped
+    with pytest.raises(ConfigError, match="outside"):
+        ds.instance_target(0, (5, 5, 10, 10))
+
+
+def test_patch_views_cached_and_windowed_agree(tcd_root):
+    """Cached in-memory crops (small tiles) and window-by-window reads (release-size tiles) give the same samples."""
+    import torch
+
+    from terracarbon.trees.instance import InstancePatches
+    from terracarbon.trees.semantic import SemanticPatches
+
+    sem = OAMTCDDataset(tcd_root, "train")
+    ins = OAMTCDDataset(tcd_root, "train", mode="instance")
+    for cache in (True, False):
+        torch.manual_seed(5)
+        s = [SemanticPatches(sem, 64, train=True, cache=cache)[i] for i in range(3)]
+        torch.manual_seed(5)
+        p = [InstancePatches(ins, 64, train=True, cache=cache)[i] for i in range(3)]
+        if cache:
+            ref_s, ref_p = s, p
+    for a, b in zip(ref_s, s):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+        assert a["image"].shape == (3, 64, 64)
+    for (ia, ta), (ib, tb) in zip(ref_p, p):
+        assert torch.equal(ia, ib) and torch.equal(ta["masks"], tb["masks"]) and torch.equal(ta["boxes"], tb["boxes"])

@@ -74,6 +74,7 @@ CANOPY_CATEGORY_ID = 1
 N_FOLDS = 5
 SEMANTIC_CLASSES = ("no_tree", "tree")
 MODES = ("semantic", "instance")
+Window = tuple[int, int, int, int]  # (row, col, height, width) in pixels
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -169,9 +170,13 @@ def _read_coco(path: Path) -> dict:
     return data
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, Any, Any]:
-    """Read an RGB tile (GeoTIFF, or JPEG/PNG); returns ``(uint8-or-native 3×H×W array, crs, transform)``."""
+def read_image(path: str | Path, window: Window | None = None) -> tuple[np.ndarray, Any, Any]:
+    """Read an RGB tile (GeoTIFF, or JPEG/PNG), or a ``(row, col, height, width)`` window of it.
+
+    Returns ``(3×H×W array in the file's dtype, crs, transform)``.
+    """
     import rasterio
+    import rasterio.windows
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
     path = Path(path)
@@ -183,8 +188,11 @@ def read_image(path: str | Path) -> tuple[np.ndarray, Any, Any]:
             with rasterio.open(path) as src:
                 if src.count < 3:
                     raise InputError(path, f"expected an RGB image (3 bands), found {src.count} band(s)")
-                arr = src.read([1, 2, 3])
-                return arr, src.crs, src.transform
+                if window is None:
+                    return src.read([1, 2, 3]), src.crs, src.transform
+                r0, c0, h, w = window
+                win = rasterio.windows.Window(c0, r0, w, h)
+                return src.read([1, 2, 3], window=win), src.crs, src.window_transform(win)
     except RasterioIOError as exc:
         raise InputError(path, f"unreadable image ({exc})") from exc
 
@@ -266,49 +274,68 @@ class OAMTCDDataset:
                 f"annotation {ann.get('id')} of image {im['id']}: bad segmentation ({exc})",
             ) from exc
 
-    def semantic_mask(self, index: int) -> np.ndarray:
-        """uint8 H×W tree-cover mask (1 under any ``tree`` or ``canopy`` annotation)."""
-        im = self.images[index]
-        mask = np.zeros((int(im["height"]), int(im["width"])), dtype=np.uint8)
+    def semantic_mask(self, index: int, window: Window | None = None) -> np.ndarray:
+        """uint8 tree-cover mask (1 under any ``tree`` or ``canopy`` annotation), of the tile or of ``window``.
+
+        ``window`` is ``(row, col, height, width)`` in pixels.
+        """
+        r0, c0, h, w = self._window(index, window)
+        mask = np.zeros((h, w), dtype=np.uint8)
         for ann in self.annotations(index):
             if int(ann.get("category_id", -1)) in self.cover_ids:
-                mask |= self._decode(index, ann)
+                mask |= self._decode(index, ann)[r0 : r0 + h, c0 : c0 + w]
         return mask
 
-    def instance_target(self, index: int) -> dict:
-        """torchvision detection target (``boxes``, ``labels``, ``masks``, ``area``, ``iscrowd``, ``image_id``)."""
+    def instance_target(self, index: int, window: Window | None = None, min_visible: float = 0.0) -> dict:
+        """torchvision detection target (``boxes``, ``labels``, ``masks``, ``area``, ``iscrowd``, ``image_id``).
+
+        With ``window`` (``(row, col, height, width)``) masks and boxes are cropped to it and crowns keeping less than
+        ``min_visible`` of their pixels (or none) are dropped. Masks are cropped one by one, so memory stays at one
+        full-tile mask plus the crops.
+        """
         import torch
 
-        im = self.images[index]
-        h, w = int(im["height"]), int(im["width"])
+        r0, c0, h, w = self._window(index, window)
         masks, boxes = [], []
         for ann in self.annotations(index):
             if int(ann.get("category_id", -1)) not in self.tree_ids:
                 continue
-            m = self._decode(index, ann)
-            box = mask_to_box(m)
-            if box is None:
+            full = self._decode(index, ann)
+            m = full[r0 : r0 + h, c0 : c0 + w]
+            vis = int(m.sum())
+            if vis == 0 or vis < min_visible * int(full.sum()):
                 continue
-            masks.append(m)
-            boxes.append(box)
+            masks.append(np.ascontiguousarray(m))
+            boxes.append(mask_to_box(m))
         n = len(masks)
         mask_arr = np.stack(masks) if n else np.zeros((0, h, w), dtype=np.uint8)
         return {
             "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(n, 4),
             "labels": torch.ones(n, dtype=torch.int64),
             "masks": torch.from_numpy(mask_arr),
-            "area": torch.from_numpy(mask_arr.reshape(n, -1).sum(1).astype(np.float32)),
+            "area": torch.from_numpy(mask_arr.reshape(n, h * w).sum(1).astype(np.float32)),
             "iscrowd": torch.zeros(n, dtype=torch.int64),
-            "image_id": int(im["id"]),
+            "image_id": int(self.images[index]["id"]),
         }
 
-    def read_image(self, index: int) -> np.ndarray:
-        """The image of sample ``index`` as a float32 3×H×W array (times ``scale``)."""
+    def _window(self, index: int, window: Window | None) -> tuple[int, int, int, int]:
         im = self.images[index]
-        arr, _, _ = read_image(self.image_path(index))
-        if arr.shape[1:] != (int(im["height"]), int(im["width"])):
+        th, tw = int(im["height"]), int(im["width"])
+        if window is None:
+            return 0, 0, th, tw
+        r0, c0, h, w = (int(v) for v in window)
+        if r0 < 0 or c0 < 0 or r0 + h > th or c0 + w > tw:
+            raise ConfigError(f"window {window} lies outside the {tw}×{th} tile {im['file_name']}")
+        return r0, c0, h, w
+
+    def read_image(self, index: int, window: Window | None = None) -> np.ndarray:
+        """The image of sample ``index`` (or its ``window``) as a float32 3×H×W array (times ``scale``)."""
+        im = self.images[index]
+        path = self.image_path(index)
+        arr, _, _ = read_image(path, window=None if window is None else self._window(index, window))
+        if window is None and arr.shape[1:] != (int(im["height"]), int(im["width"])):
             raise InputError(
-                self.image_path(index),
+                path,
                 f"image is {arr.shape[2]}×{arr.shape[1]} px but {self.annotation_file.name} says "
                 f"{im['width']}×{im['height']}",
             )

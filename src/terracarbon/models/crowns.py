@@ -15,7 +15,8 @@ normalises internally with ``image_mean``/``image_std``); in training mode targe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,23 @@ def build_maskrcnn(
 def spec_for_checkpoint(spec: dict[str, Any]) -> dict[str, Any]:
     """The spec to store in a checkpoint: drops ``backbone_weights`` (the weights are in the state dict)."""
     return {k: v for k, v in spec.items() if k != "backbone_weights"}
+
+
+@contextlib.contextmanager
+def native_resolution(model: nn.Module, height: int, width: int) -> Iterator[nn.Module]:
+    """Run a torchvision detection model on ``height``×``width`` images without its internal resize.
+
+    torchvision rescales every image so its short side is ``min_size``; a model trained on 512 px crops would see a
+    2048 px evaluation tile at a quarter of its ground resolution. Inside this block images keep their pixel size (the
+    10 cm ground resolution the model was trained at). Models without a ``transform`` are left alone.
+    """
+    t = getattr(model, "transform", None)
+    if t is None or not hasattr(t, "min_size"):
+        yield model
+        return
+    old = (t.min_size, t.max_size)
+    t.min_size, t.max_size = (int(min(height, width)),), int(max(height, width))
+    try:
+        yield model
+    finally:
+        t.min_size, t.max_size = old

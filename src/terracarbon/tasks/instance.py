@@ -95,8 +95,13 @@ class InstanceSegmentationTask(L.LightningModule):
         return loss
 
     def _eval_step(self, batch: Any, metric) -> None:
+        from terracarbon.models.crowns import native_resolution
+
         images, targets = batch
-        preds = self.model(images)
+        h = max(int(i.shape[-2]) for i in images)
+        w = max(int(i.shape[-1]) for i in images)
+        with native_resolution(self.model, h, w):
+            preds = self.model(images)
         metric.update(preds, targets)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:

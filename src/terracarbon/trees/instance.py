@@ -34,7 +34,10 @@ DEFAULT_INSTANCE_SPEC: dict[str, Any] = {
 
 
 class InstancePatches(torch.utils.data.Dataset):
-    """Random crops of an instance-mode :class:`OAMTCDDataset` (whole tiles when ``patch_size`` is None)."""
+    """Random crops of an instance-mode :class:`OAMTCDDataset` (whole tiles when ``patch_size`` is None).
+
+    Crops are read window by window (image and masks); decoded tiles are cached only when small (≤ 512 × 512 px).
+    """
 
     def __init__(
         self,
@@ -58,21 +61,28 @@ class InstancePatches(torch.utils.data.Dataset):
         return len(self.ds) * self.samples_per_tile
 
     def __getitem__(self, index: int):
+        from terracarbon.trees.semantic import CACHE_MAX_PIXELS
+
         i = index % len(self.ds)
-        if self._cache is not None and i in self._cache:
-            img, tgt = self._cache[i]
-        else:
-            img, tgt = self.ds[i]
-            if self._cache is not None:
-                self._cache[i] = (img, tgt)
+        im = self.ds.images[i]
+        h, w = int(im["height"]), int(im["width"])
         p = self.patch_size
-        if p is None:
+        window = None
+        if p is not None:
+            if h < p or w < p:
+                raise InputError(self.ds.image_path(i), f"tile {w}×{h} is smaller than patch {p}")
+            r = int(torch.randint(0, h - p + 1, (1,))) if self.train else (h - p) // 2
+            c = int(torch.randint(0, w - p + 1, (1,))) if self.train else (w - p) // 2
+            window = (r, c, p, p)
+        if self._cache is None or h * w > CACHE_MAX_PIXELS:
+            img = torch.from_numpy(self.ds.read_image(i, window))
+            return img, self.ds.instance_target(i, window, min_visible=self.min_visible)
+        if i not in self._cache:
+            self._cache[i] = self.ds[i]
+        img, tgt = self._cache[i]
+        if window is None:
             return img, tgt
-        h, w = img.shape[-2:]
-        if h < p or w < p:
-            raise InputError(self.ds.image_path(i), f"tile {w}×{h} is smaller than patch {p}")
-        r = int(torch.randint(0, h - p + 1, (1,))) if self.train else (h - p) // 2
-        c = int(torch.randint(0, w - p + 1, (1,))) if self.train else (w - p) // 2
+        r, c, p, _ = window
         masks = tgt["masks"][:, r : r + p, c : c + p]
         full = tgt["masks"].flatten(1).sum(1).clamp(min=1)
         vis = masks.flatten(1).sum(1)
@@ -104,6 +114,7 @@ def evaluate_instance(
     progress: bool = False,
 ) -> dict[str, Any]:
     """COCO mask mAP@[.5:.95] (``map``), mAP@.5 (``map_50``), mAP@.75 and AR@100 of a crown model on a split."""
+    from terracarbon.models.crowns import native_resolution
     from terracarbon.models.registry import load_checkpoint
     from terracarbon.trees.metrics import CrownMAP
     from terracarbon.utils import progress as progress_bar
@@ -118,7 +129,8 @@ def evaluate_instance(
         task = bar.add_task(f"evaluate {split}", total=len(ds))
         for i in range(len(ds)):
             img, tgt = ds[i]
-            metric.update(model([img]), [tgt])
+            with native_resolution(model, *img.shape[-2:]):
+                metric.update(model([img]), [tgt])
             bar.advance(task)
     return metric.compute()
 
@@ -151,8 +163,8 @@ def train_instance(
         model_spec: registry spec (default ``maskrcnn`` with a ResNet-18 FPN, no download; add
             ``"backbone_weights": "resnet18.pth"`` to start from a local ImageNet backbone).
         epochs, lr, batch_size: AdamW with a one-cycle schedule.
-        patch_size: random crop size (None or ≥ tile size: whole tiles). Set ``min_size``/``max_size`` in the spec
-            to the patch size to avoid internal resampling.
+        patch_size: random crop size (None or ≥ tile size: whole tiles). The spec's ``min_size``/``max_size`` are
+            set to it, so crops are never resampled (prediction and evaluation run at native resolution too).
         samples_per_tile: crops per tile per epoch.
         seed, devices, strategy, accelerator, max_minutes: as :func:`terracarbon.trees.semantic.train_semantic`.
     """
@@ -173,6 +185,9 @@ def train_instance(
     h0, w0 = int(train_ds.images[0]["height"]), int(train_ds.images[0]["width"])
     if patch_size is not None and patch_size >= min(h0, w0):
         patch_size = None
+    # crowns are learnt at the imagery's own ground resolution: no internal resize of the training crops
+    spec["min_size"] = patch_size or min(h0, w0)
+    spec["max_size"] = patch_size or max(h0, w0)
     L.seed_everything(seed, workers=True, verbose=False)
     torch.manual_seed(seed)
     model = build_model(spec)

@@ -138,6 +138,7 @@ def detect_crowns(
     """
     import rasterio.windows
 
+    from terracarbon.models.crowns import native_resolution
     from terracarbon.raster.io import open_raster
     from terracarbon.raster.predict import TileGrid
     from terracarbon.utils import progress as progress_bar
@@ -162,7 +163,8 @@ def detect_crowns(
                     x, v = _read_window(ds, w, bands)
                     xs.append(torch.from_numpy(x * np.float32(scale)).to(device))
                     valids.append(v)
-                outs = model(xs)
+                with native_resolution(model, tile_size, tile_size):
+                    outs = model(xs)
                 for (r, c, w), out, valid in zip(batch, outs, valids):
                     tile_id = r * grid.n_cols + c
                     keep = out["scores"] >= score_threshold

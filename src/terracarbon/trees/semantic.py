@@ -35,6 +35,7 @@ from terracarbon.trees._common import (
 from terracarbon.utils import atomic_write_json
 
 DEFAULT_SEMANTIC_SPEC = {"arch": "unet", "in_channels": 3, "classes": 2, "encoder_name": "resnet18"}
+CACHE_MAX_PIXELS = 512 * 512
 _MEAN01 = torch.tensor(RGB_MEAN_8BIT).div(255).view(3, 1, 1)
 _STD01 = torch.tensor(RGB_STD_8BIT).div(255).view(3, 1, 1)
 
@@ -48,7 +49,8 @@ class SemanticPatches(torch.utils.data.Dataset):
     """Normalised (random-crop, augmented) views of an :class:`OAMTCDDataset` in semantic mode.
 
     ``patch_size=None`` keeps whole tiles. With ``train=True`` crops are random and flipped / rotated, and
-    ``samples_per_tile`` crops are drawn from each tile per epoch.
+    ``samples_per_tile`` crops are drawn from each tile per epoch. Crops are read window by window; decoded tiles are
+    cached in memory only when small (≤ 512 × 512 px, e.g. synthetic data), never for the 2048 px release tiles.
     """
 
     def __init__(
@@ -65,35 +67,42 @@ class SemanticPatches(torch.utils.data.Dataset):
         self.patch_size = patch_size
         self.train = train
         self.samples_per_tile = max(1, int(samples_per_tile))
-        self._cache: dict[int, dict] | None = {} if cache else None
+        self._cache: dict[int, tuple] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.ds) * self.samples_per_tile
 
-    def _tile(self, i: int) -> dict:
-        if self._cache is not None and i in self._cache:
-            return self._cache[i]
-        s = self.ds[i]
-        if self._cache is not None:
-            self._cache[i] = s
-        return s
+    def _sample(self, i: int, window) -> tuple[torch.Tensor, torch.Tensor]:
+        im = self.ds.images[i]
+        small = int(im["height"]) * int(im["width"]) <= CACHE_MAX_PIXELS
+        if self._cache is not None and small:
+            if i not in self._cache:
+                s = self.ds[i]
+                self._cache[i] = (s["image"], s["mask"])
+            img, mask = self._cache[i]
+            if window is not None:
+                r, c, h, w = window
+                img, mask = img[:, r : r + h, c : c + w], mask[r : r + h, c : c + w]
+            return img, mask
+        img = torch.from_numpy(self.ds.read_image(i, window))
+        return img, torch.from_numpy(self.ds.semantic_mask(i, window).astype(np.int64))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        s = self._tile(index % len(self.ds))
-        img, mask = s["image"], s["mask"]
+        i = index % len(self.ds)
+        im = self.ds.images[i]
+        h, w = int(im["height"]), int(im["width"])
         p = self.patch_size
+        window = None
         if p is not None:
-            h, w = mask.shape
             if h < p or w < p:
-                raise InputError(
-                    self.ds.image_path(index % len(self.ds)), f"tile {w}×{h} is smaller than patch {p}"
-                )
+                raise InputError(self.ds.image_path(i), f"tile {w}×{h} is smaller than patch {p}")
             if self.train:
                 r = int(torch.randint(0, h - p + 1, (1,)))
                 c = int(torch.randint(0, w - p + 1, (1,)))
             else:
                 r, c = (h - p) // 2, (w - p) // 2
-            img, mask = img[:, r : r + p, c : c + p], mask[r : r + p, c : c + p]
+            window = (r, c, p, p)
+        img, mask = self._sample(i, window)
         if self.train:
             if bool(torch.randint(0, 2, (1,))):
                 img, mask = img.flip(-1), mask.flip(-1)
