@@ -51,21 +51,41 @@ def main() -> None:
     torch.set_num_threads(2)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    root = make_synthetic_tcd(out / "tcd", n_images=args.n_images, size=128, seed=0, n_trees=(5, 9), n_groups=(0, 1))
+    root = make_synthetic_tcd(
+        out / "tcd", n_images=args.n_images, size=128, seed=0, n_trees=(5, 9), n_groups=(0, 1)
+    )
     res: dict = {"n_images": args.n_images, "tile_px": 128}
 
     t = time.perf_counter()
     sem = cross_validate(
-        root, out / "cv_semantic", mode="semantic", model_spec=SEMANTIC_SPEC, epochs=args.sem_epochs,
-        batch_size=4, lr=3e-3, patch_size=None, seed=0, accelerator="cpu", progress=False,
+        root,
+        out / "cv_semantic",
+        mode="semantic",
+        model_spec=SEMANTIC_SPEC,
+        epochs=args.sem_epochs,
+        batch_size=4,
+        lr=3e-3,
+        patch_size=None,
+        seed=0,
+        accelerator="cpu",
+        progress=False,
     )
     res["cv_semantic"] = {**sem.to_dict(), "wall_s": time.perf_counter() - t, "epochs": args.sem_epochs}
     print("semantic CV", format_mean_std(sem.summary), flush=True)
 
     t = time.perf_counter()
     ins = cross_validate(
-        root, out / "cv_instance", mode="instance", model_spec=INSTANCE_SPEC, epochs=args.inst_epochs,
-        batch_size=2, lr=4e-3, patch_size=None, seed=0, accelerator="cpu", progress=False,
+        root,
+        out / "cv_instance",
+        mode="instance",
+        model_spec=INSTANCE_SPEC,
+        epochs=args.inst_epochs,
+        batch_size=2,
+        lr=4e-3,
+        patch_size=None,
+        seed=0,
+        accelerator="cpu",
+        progress=False,
     )
     res["cv_instance"] = {**ins.to_dict(), "wall_s": time.perf_counter() - t, "epochs": args.inst_epochs}
     print("instance CV", format_mean_std(ins.summary), flush=True)
@@ -74,12 +94,16 @@ def main() -> None:
     ortho = make_orthomosaic(out / "ortho.tif", height=args.ortho_size, n_groups=2, seed=21)
     t = time.perf_counter()
     summary = predict_trees(
-        ortho.path, out / "predict", semantic_checkpoint=sem.checkpoints[0], instance_checkpoint=ins.checkpoints[0],
-        tile_size=256, overlap=64, progress=False,
+        ortho.path,
+        out / "predict",
+        semantic_checkpoint=sem.checkpoints[0],
+        instance_checkpoint=ins.checkpoints[0],
+        tile_size=256,
+        overlap=64,
+        progress=False,
     )
     wall = time.perf_counter() - t
     import geopandas as gpd
-    import numpy as np
     import rasterio
 
     with rasterio.open(summary["canopy"]) as src:
@@ -90,7 +114,9 @@ def main() -> None:
     gt_trees = gt[gt["category"] == "tree"]
     matched = 0
     for g in gt_trees.geometry:
-        best = max((c.intersection(g).area / c.union(g).area for c in crowns.geometry if c.intersects(g)), default=0)
+        best = max(
+            (c.intersection(g).area / c.union(g).area for c in crowns.geometry if c.intersects(g)), default=0
+        )
         matched += best >= 0.5
     res["ortho"] = {
         "size_px": args.ortho_size,

@@ -192,4 +192,8 @@ def test_patch_views_cached_and_windowed_agree(tcd_root):
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
         assert a["image"].shape == (3, 64, 64)
     for (ia, ta), (ib, tb) in zip(ref_p, p):
-        assert torch.equal(ia, ib) and torch.equal(ta["masks"], tb["masks"]) and torch.equal(ta["boxes"], tb["boxes"])
+        assert (
+            torch.equal(ia, ib)
+            and torch.equal(ta["masks"], tb["masks"])
+            and torch.equal(ta["boxes"], tb["boxes"])
+        )
