@@ -101,12 +101,14 @@ def n_tiles(size: int) -> int:
 # ------------------------------------------------------------------------------------------------ workers
 def worker_predict(ckpt: Path, src: Path, dst: Path, backend: str) -> dict:
     from terracarbon.biomass.predict import predict_biomass
+    from terracarbon.models.registry import predictor_from_checkpoint
+    from terracarbon.raster.predict import _Runner
 
-    if backend == "onnx":  # export once (cached beside the checkpoint), outside the timing, as in normal use
-        from terracarbon.models.registry import predictor_from_checkpoint
-        from terracarbon.raster.predict import _Runner
-
-        _Runner(predictor_from_checkpoint(ckpt), "onnx")
+    # warm up outside the timing: imports (torch, smp, timm, rasterio: seconds, once per process) and, for onnx,
+    # the one-off export cached beside the checkpoint, as in normal use
+    predictor = predictor_from_checkpoint(ckpt)
+    if backend == "onnx":
+        _Runner(predictor, "onnx")
     t = time.perf_counter()
     predict_biomass(
         ckpt,

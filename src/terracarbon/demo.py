@@ -77,6 +77,8 @@ def _quicklook(png: Path, scene, agb_map: Path, aoi_path: Path, title: str) -> P
     for ax in axes.flat[:3]:
         ax.set_xticks([])
         ax.set_yticks([])
+        ax.set_xlabel("")
+        ax.set_ylabel("")
     fig.suptitle(title)
     with atomic_path(png, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=90, format="png")
@@ -89,13 +91,14 @@ def run_demo(
     *,
     size: int = 768,
     seed: int = 0,
-    epochs: int = 10,
-    samples_per_epoch: int = 384,
+    epochs: int = 8,
+    samples_per_epoch: int = 256,
     patch_size: int = 64,
     batch_size: int = 16,
     max_minutes: float | None = 6.0,
     baseline: bool = True,
     rf_trees: int = 100,
+    quick: bool = False,
     progress: bool = True,
     console: Any = None,
 ) -> dict[str, Any]:
@@ -103,7 +106,8 @@ def run_demo(
 
     Trains on the top 80 % of the scene's rows (sparse labels only), validates and reports metrics on the held-out
     bottom 20 %, predicts the whole scene, computes carbon stocks over the sample AOI and prints a summary table.
-    ``max_minutes`` caps training time. Returns the summary dict (also ``summary.json``).
+    ``max_minutes`` caps training time. ``quick`` is a smoke run (256 px scene, 2 short epochs, 20 trees).
+    Returns the summary dict (also ``summary.json``).
     """
     from rich.console import Console
     from rich.table import Table
@@ -115,6 +119,13 @@ def run_demo(
     from terracarbon.utils import atomic_write_json
 
     con = console or Console()
+    if quick:
+        size, epochs, samples_per_epoch, rf_trees = (
+            min(size, 256),
+            min(epochs, 2),
+            min(samples_per_epoch, 64),
+            20,
+        )
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
