@@ -525,7 +525,7 @@ def pretrain_simmim(
             training_type="pre-training",
             location=(footprint or {}).get("country_iso_code", country_iso_code),
             hardware=(footprint or {}).get("hardware"),
-            datasets=[p.name for p in paths],
+            datasets=[f"{p.parent.name}/{p.name}" for p in paths],
             metrics={"simmim_val_l1_initial": initial, "simmim_val_l1_final": final},
             tags=("swin", "simmim", "terracarbon", "remote-sensing"),
             extra_text=f"SimMIM-pretrained {encoder.timm_name} encoder ({n_bands} bands: {', '.join(names)}).",
