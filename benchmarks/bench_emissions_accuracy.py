@@ -50,7 +50,9 @@ def main() -> None:
             tax, model, examples=train, cache_dir=args.cache, beam=args.beam, calibration={}
         )
         rows[f"{name}: flat retrieval (zero-shot floor)" if model is None else f"{name}: flat retrieval"] = (
-            retrieval_baseline(clf.model, tax, hold.text.tolist(), hold.code.tolist())
+            retrieval_baseline(
+                clf.model, tax, hold.text.tolist(), hold.code.tolist(), doc_embeddings=clf.e_doc[6].numpy()
+            )
         )
         clf.calibrate(calib.text.tolist(), calib.code.tolist())
         rows[f"{name}: group reasoning ({'+'.join(clf.members)})"] = evaluate_classifier(

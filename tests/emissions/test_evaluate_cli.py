@@ -72,11 +72,12 @@ def test_cli_classify_and_estimate(small_dir, emb_cache, monkeypatch, tmp_path):
     assert "327310" in r.output and "CPI-U" in r.output
     src = tmp_path / "in.csv"
     src.write_text("id,about\n1,law firm\n2,dairy farm\n")
-    r = runner.invoke(
-        app, ["classify", "--batch", str(src), "--column", "about", "--out", str(tmp_path / "o.csv")]
-    )
+    fp = tmp_path / "fp"
+    args = ["classify", "--batch", str(src), "--column", "about", "--out", str(tmp_path / "o.csv")]
+    r = runner.invoke(app, [*args, "--footprint", str(fp)])
     assert r.exit_code == 0, r.output
     assert "classified 2 rows" in r.output
+    assert (fp / "emissions.json").exists()  # the run's own footprint
     r = runner.invoke(app, ["factor", "336112"])
     assert r.exit_code == 0 and "has no factor" in r.output.replace("\n", " ")
 

@@ -54,6 +54,7 @@ def classify_cmd(
     ),
     llm_model: str = typer.Option(None, "--llm-model", help="Model name for --llm-url."),
     llm_key: str = typer.Option(None, "--llm-key", help="API key (default $TERRACARBON_LLM_API_KEY)."),
+    footprint: Path = typer.Option(None, "--footprint", help="Record this run's energy/CO2e in this folder."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Classify TEXT, or every row of --batch CSV (--column, --out), into NAICS codes with confidences."""
@@ -66,7 +67,7 @@ def classify_cmd(
     if batch is not None:
         if not column or out is None:
             raise ConfigError("--batch needs --column and --out")
-        df = classify_csv(clf, batch, out, column=column, top_k=top_k)
+        df = classify_csv(clf, batch, out, column=column, top_k=top_k, footprint_dir=footprint)
         console.print(f"classified {len(df)} rows -> {out}")
         return
     pred = clf.predict([text], top_k=top_k)[0]
@@ -106,6 +107,7 @@ def estimate_cmd(
     model: Path = _MODEL,
     taxonomy: Path = _TAXONOMY,
     naics_year: int = _YEAR,
+    footprint: Path = typer.Option(None, "--footprint", help="Record this run's energy/CO2e in this folder."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Estimate supply-chain emissions (tCO2e) from a description and revenue, with interval and provenance."""
@@ -131,6 +133,7 @@ def estimate_cmd(
             factors=factors,
             top_k=top_k,
             margins=margins,
+            footprint_dir=footprint,
         )
         console.print(f"estimated {len(df)} companies, total {df.tco2e.sum():,.1f} tCO2e -> {out}")
         return

@@ -562,9 +562,13 @@ def classify_csv(
     top_k: int = 10,
     batch_size: int = 256,
     progress: bool = True,
+    footprint_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Classify every row of ``in_csv[column]``; write ``out_csv`` with the input columns plus ``naics_code``,
-    ``naics_title``, ``naics_top_k`` (codes joined by ``;``, best first) and ``confidence`` (atomically)."""
+    ``naics_title``, ``naics_top_k`` (codes joined by ``;``, best first) and ``confidence`` (atomically).
+
+    With ``footprint_dir`` the run's energy and CO2e are recorded there (:func:`terracarbon.footprint.track_emissions`).
+    """
     from terracarbon.utils import atomic_path
 
     in_csv = Path(in_csv)
@@ -576,7 +580,10 @@ def classify_csv(
         raise InputError(in_csv, f"cannot read CSV: {exc}") from exc
     if column not in df.columns:
         raise InputError(in_csv, f"no column {column!r} (columns: {list(df.columns)})")
-    preds = classifier.predict(df[column].tolist(), top_k=top_k, batch_size=batch_size, progress=progress)
+    from terracarbon.emissions.models import tracked
+
+    with tracked(footprint_dir, "emissions-classify"):
+        preds = classifier.predict(df[column].tolist(), top_k=top_k, batch_size=batch_size, progress=progress)
     out = df.copy()
     out["naics_code"] = [p.code if p.candidates else "" for p in preds]
     out["naics_title"] = [p.candidates[0].title if p.candidates else "" for p in preds]

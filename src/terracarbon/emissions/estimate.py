@@ -219,8 +219,12 @@ def estimate_csv(
     margins: bool = False,
     batch_size: int = 256,
     progress: bool = True,
+    footprint_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Batch estimate over a CSV of companies; writes the input columns plus code, factor, tCO2e and interval."""
+    """Batch estimate over a CSV of companies; writes the input columns plus code, factor, tCO2e and interval.
+
+    With ``footprint_dir`` the run's own energy and CO2e are recorded there (codecarbon, offline).
+    """
     from terracarbon.emissions.classify import NaicsClassifier
     from terracarbon.emissions.factors import load_factors
     from terracarbon.emissions.naics import load_naics

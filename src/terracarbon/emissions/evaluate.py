@@ -137,16 +137,18 @@ def retrieval_baseline(
     *,
     ks=(1, 10),
     field: str = "document",
+    doc_embeddings: np.ndarray | None = None,
 ) -> dict:
     """The zero-shot floor: flat cosine retrieval over the 6-digit codes' title + description (no hierarchy).
 
     Level-L accuracy counts the level-L ancestor of each retrieved 6-digit code (first occurrences, in order).
+    ``doc_embeddings`` (rows in :meth:`NaicsTaxonomy.leaves` order) skips embedding the documents again.
     """
     from terracarbon.emissions.models import encode
 
     leaves = taxonomy.leaves()
     docs = [taxonomy.document(c) if field == "document" else taxonomy[c].title for c in leaves]
-    e = encode(model, docs)
+    e = encode(model, docs) if doc_embeddings is None else np.asarray(doc_embeddings)
     q = encode(model, list(texts))
     order = np.argsort(-(q @ e.T), axis=1)
     codes = [normalize_code(c) for c in codes]

@@ -65,6 +65,10 @@ def load_model(model: str | Path | None = None, *, device: str = "cpu"):
     return m
 
 
+#: files terracarbon writes into a model folder: not part of the model's identity
+_NOT_MODEL = {"terracarbon_naics.json", "train_result.json", "emissions.json", "emissions.csv"}
+
+
 def model_fingerprint(model) -> str:
     """Hash identifying the model weights (path, file sizes, head and tail bytes of each weight file)."""
     path = Path(getattr(model, "_terracarbon_path", "") or "")
@@ -72,7 +76,11 @@ def model_fingerprint(model) -> str:
     h.update(str(getattr(model, "max_seq_length", "")).encode())
     if path.is_dir():
         for f in sorted(path.rglob("*")):
-            if f.is_file() and f.suffix in (".safetensors", ".bin", ".json", ".txt"):
+            if (
+                f.is_file()
+                and f.suffix in (".safetensors", ".bin", ".json", ".txt")
+                and f.name not in _NOT_MODEL
+            ):
                 st = f.stat()
                 h.update(f"{f.relative_to(path)}:{st.st_size}".encode())
                 with f.open("rb") as fh:
@@ -132,7 +140,10 @@ class EmbeddingCache:
                         return arr
                 except (OSError, ValueError):
                     pass  # corrupt cache file: recompute
-        arr = encode(model, texts)
+        uniq = list(dict.fromkeys(texts))  # NAICS titles repeat across levels: embed each text once
+        emb = encode(model, uniq)
+        where = {t: i for i, t in enumerate(uniq)}
+        arr = emb[[where[t] for t in texts]] if len(uniq) < len(texts) else emb
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
             with atomic_path(self.folder / f"{key}.npy") as tmp:
@@ -143,3 +154,33 @@ class EmbeddingCache:
                 with atomic_path(meta) as tmp:
                     tmp.write_text(json.dumps({"name": name, "n": len(texts), "dim": int(arr.shape[1])}))
         return arr
+
+
+class tracked:  # noqa: N801 - used like a function: ``with tracked(dir, "classify"):``
+    """``track_emissions`` of :mod:`terracarbon.footprint` when ``out_dir`` is given; never breaks the work."""
+
+    def __init__(self, out_dir, task_name: str):
+        self.out_dir = out_dir
+        self.task_name = task_name
+        self.tracker = None
+        self.result = None
+
+    def __enter__(self):
+        if self.out_dir is not None:
+            try:
+                from terracarbon.footprint import track_emissions
+
+                self.tracker = track_emissions(self.out_dir, self.task_name)
+                self.tracker.__enter__()
+            except Exception:
+                self.tracker = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.tracker is not None:
+            try:
+                self.tracker.__exit__(*exc)
+                self.result = self.tracker.result
+            except Exception:
+                pass
+        return False
