@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ def predict_biomass(
     on_strip: Callable[[int, int], None] | None = None,
     track: bool = True,
     run_dir: str | Path | None = None,
+    gdal_cache_mb: int | None = 256,
 ) -> Path:
     """Write an AGB map (Mg/ha, float32, nodata -9999, cloud-optimised GeoTIFF) for ``src`` with ``checkpoint``.
 
@@ -55,8 +57,50 @@ def predict_biomass(
     :func:`terracarbon.raster.predict.predict_raster` (overlapping tiles blended without seams, bounded memory,
     atomic output, resume after a kill). ``backend`` is ``"eager"``, ``"channels-last"`` or ``"onnx"``.
     ``on_strip(rows_done, n_rows)`` is called after each finished strip of tiles. With ``track`` the run's energy
-    and CO2e are recorded in ``run_dir`` (default ``<dst folder>/<dst stem>.run/``).
+    and CO2e are recorded in ``run_dir`` (default ``<dst folder>/<dst stem>.run/``). ``gdal_cache_mb`` caps GDAL's
+    block cache (default 5 % of RAM) so memory stays flat in the raster size; it takes effect when this is the
+    process's first raster I/O (as in the CLI); None leaves GDAL's setting alone.
     """
+    import rasterio
+
+    opts = (
+        {}
+        if gdal_cache_mb is None or "GDAL_CACHEMAX" in os.environ
+        else {"GDAL_CACHEMAX": int(gdal_cache_mb)}
+    )
+    with rasterio.Env(**opts):
+        return _predict(
+            checkpoint,
+            src,
+            dst,
+            tile_size,
+            overlap,
+            batch_size,
+            backend,
+            resume,
+            progress,
+            scheduler,
+            on_strip,
+            track,
+            run_dir,
+        )
+
+
+def _predict(
+    checkpoint,
+    src,
+    dst,
+    tile_size,
+    overlap,
+    batch_size,
+    backend,
+    resume,
+    progress,
+    scheduler,
+    on_strip,
+    track,
+    run_dir,
+) -> Path:
     from terracarbon.models.registry import load_checkpoint, predictor_from_checkpoint
     from terracarbon.raster.predict import predict_raster
 
