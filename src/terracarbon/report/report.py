@@ -441,6 +441,11 @@ def _stock_html(st: Mapping[str, Any] | None) -> str:
         f"mapped area ({_num(st.get('valid_area_ha'), 2)} ha of {_num(st.get('area_ha'), 2)} ha; "
         f"{st.get('nodata_pixels', 0):,} nodata pixels). "
     )
+    cov = st.get("aoi_coverage")
+    if cov is not None and cov < 0.98:
+        note += (
+            f"<b>The layer covers only {100 * cov:.0f} % of the AOI</b>: totals are for the covered part. "
+        )
     if st.get("uncertainty_source"):
         note += (
             f"Uncertainty: {_esc(unc.get('source') or st['uncertainty_source'])}; standard deviations of the totals "
