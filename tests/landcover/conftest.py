@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
+
+@contextlib.contextmanager
+def one_thread():
+    """Train single-threaded: tiny models gain little from a second thread, and OpenMP threads spin (burning
+    CPU) when other processes share the cores. Restores the previous setting for the rest of the session."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 #: CI-sized training recipe (tiny U-Net, 64 px tiles); see docs/readme/landcover.md
-TRAIN_KW = dict(
-    model="unet-tiny", epochs=14, lr=1e-2, batch_size=8, class_weighting="inverse", max_weight_ratio=10.0
-)
+TRAIN_KW = dict(model="unet-tiny", epochs=14, lr=1e-2, batch_size=8)  # default weighting: inverse, capped 10
+
+
+@pytest.fixture
+def single_thread():
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -21,19 +42,17 @@ def synthetic_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained(synthetic_root, tmp_path_factory):
-    import torch
-
     from terracarbon.landcover.train import train_landcover
 
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
-    return train_landcover(
-        synthetic_root,
-        out_dir=tmp_path_factory.mktemp("lc_run"),
-        seed=0,
-        accelerator="cpu",
-        progress=False,
-        **TRAIN_KW,
-    )
+    with one_thread():
+        return train_landcover(
+            synthetic_root,
+            out_dir=tmp_path_factory.mktemp("lc_run"),
+            seed=0,
+            accelerator="cpu",
+            progress=False,
+            **TRAIN_KW,
+        )
 
 
 @pytest.fixture(scope="session")

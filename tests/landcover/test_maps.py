@@ -38,7 +38,7 @@ def _aoi(path, coords, crs="EPSG:2180"):
     return path
 
 
-def test_predict_whole_orthophoto_writes_paletted_map(trained, holdout_scene, tmp_path):
+def test_predict_whole_orthophoto_writes_paletted_map(trained, holdout_scene, tmp_path, single_thread):
     from terracarbon.landcover.evaluate import evaluate_map
 
     img, ref, mask = holdout_scene
@@ -108,11 +108,40 @@ def test_areas_cli_json(tmp_path):
     assert data["classes"]["water"]["area_ha"] == 0.0
 
 
-def test_cli_errors_name_the_file(tmp_path, trained):
+def _untrained_checkpoint(path):
+    from terracarbon.landcover._common import resolve_spec
+    from terracarbon.models.registry import build_model, save_checkpoint
+
+    spec = resolve_spec("unet-tiny", 3, 5)
+    meta = {
+        "task": "segmentation",
+        "class_names": list(CLASS_NAMES),
+        "colormap": COLORMAP,
+        "in_bands": [1, 2, 3],
+    }
+    return save_checkpoint(path, build_model(spec), spec, {**meta, "bands": ["red", "green", "blue"]})
+
+
+def test_cli_errors_name_the_file(tmp_path):
+    ckpt = _untrained_checkpoint(tmp_path / "lc.pt")
     bad = tmp_path / "not_a_raster.tif"
     bad.write_text("hello")
     res = runner.invoke(app, ["areas", str(bad), "--json"])
     assert res.exit_code == 2 and "not_a_raster.tif" in res.output
     single = _write_map(tmp_path / "one_band.tif", np.zeros((32, 32), np.uint8))
-    res = runner.invoke(app, ["predict", str(single), str(tmp_path / "o.tif"), "-c", str(trained.checkpoint)])
+    res = runner.invoke(app, ["predict", str(single), str(tmp_path / "o.tif"), "-c", str(ckpt), "--no-track"])
     assert res.exit_code == 2 and "one_band.tif" in res.output and not (tmp_path / "o.tif").exists()
+    # a checkpoint of another task is refused, naming the checkpoint
+    from terracarbon.models.registry import build_model, save_checkpoint
+
+    spec = {"arch": "unet", "in_channels": 3, "classes": 1, "encoder_name": "tu-resnet10t", "encoder_depth": 3,
+            "decoder_channels": [8, 8, 8]}  # fmt: skip
+    reg = save_checkpoint(tmp_path / "agb.pt", build_model(spec), spec, {"task": "regression"})
+    img = tmp_path / "rgb.tif"
+    from terracarbon.data.landcover_ai import write_orthophoto
+
+    write_orthophoto(img, np.zeros((3, 64, 64), np.uint8))
+    res = runner.invoke(app, ["predict", str(img), str(tmp_path / "o.tif"), "-c", str(reg), "--no-track"])
+    assert res.exit_code == 2 and "agb.pt" in res.output
+    res = runner.invoke(app, ["evaluate", "--map", str(img)])
+    assert res.exit_code == 2 and "--reference" in res.output

@@ -93,7 +93,7 @@ def train(
     class_weighting: str = typer.Option(
         "inverse", help="inverse | sqrt | none (computed on the train split)."
     ),
-    max_weight_ratio: float = typer.Option(50.0, help="Cap on the largest/smallest class weight ratio."),
+    max_weight_ratio: float = typer.Option(10.0, help="Cap on the largest/smallest class weight ratio."),
     seed: int = typer.Option(0),
     devices: str = typer.Option("1", help="Lightning devices."),
     strategy: str = typer.Option("auto", help="Lightning strategy (e.g. ddp)."),

@@ -201,7 +201,7 @@ def train_landcover(
     crop_size: int | None = None,
     augment: bool = True,
     class_weighting: str = "inverse",
-    max_weight_ratio: float | None = 50.0,
+    max_weight_ratio: float | None = 10.0,
     dice_weight: float = 0.0,
     schedule: str = "onecycle",
     seed: int = 0,
