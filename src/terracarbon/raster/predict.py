@@ -361,9 +361,20 @@ _WORKER_RUNNERS: dict[tuple[int, str], _Runner] = {}
 
 
 def _predict_batch(
-    predictor: TilePredictor, src: str, windows: list[Window], backend: str, device: str = "cpu"
+    predictor: TilePredictor,
+    src: str,
+    windows: list[Window],
+    backend: str,
+    device: str = "cpu",
+    threads: int = 1,
 ):
-    """Dask task: read and predict one batch of tiles; the runner is built once per worker process and predictor."""
+    """Dask task: read and predict one batch of tiles; the runner is built once per worker process and predictor.
+
+    The worker uses ``threads`` torch threads: the same count as the client's process by default, because CPU kernels
+    may sum in a different order with another thread count, and the output would then differ in the last bit.
+    """
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     key = (id(predictor), backend)
     runner = _WORKER_RUNNERS.get(key)
     if runner is None:
@@ -437,6 +448,7 @@ def predict_raster(
     progress_bar: bool = True,
     scheduler: Any = None,
     device: str | None = None,
+    worker_threads: int | None = None,
     on_strip: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Predict ``src_path`` tile by tile with ``predictor`` and write a cloud-optimised GeoTIFF to ``dst_path``.
@@ -451,6 +463,8 @@ def predict_raster(
         progress_bar: show a rich progress bar.
         scheduler: None (this process), a Dask ``Client``, a scheduler address ``"tcp://..."``, or ``"local:N"``.
         device: torch device (default: CUDA when available, else CPU).
+        worker_threads: torch threads per Dask worker; default: this process's count, which makes the Dask output
+            byte-identical to the single-process one (another count may change the last bit of float outputs).
         on_strip: called as ``on_strip(rows_done, n_rows)`` after each strip is safely on disk.
 
     Returns:
@@ -502,7 +516,10 @@ def predict_raster(
         acc[:, :ov], wsum[:ov], valid[:ov] = tail["acc"], tail["wsum"], tail["valid"]
     weights = grid.blend_weights()
 
-    results = _result_stream(predictor, src_path, grid, rows_done, batch_size, backend, device, scheduler)
+    threads = worker_threads or torch.get_num_threads()
+    results = _result_stream(
+        predictor, src_path, grid, rows_done, batch_size, backend, device, scheduler, threads
+    )
     with progress(disable=not progress_bar) as bar:
         task = bar.add_task(f"predict {src_path.name}", total=len(grid), completed=rows_done * grid.n_cols)
         try:
@@ -571,13 +588,13 @@ def _write_strip(
         dst.write(out, window=Window(0, r0, width, h))
 
 
-def _result_stream(predictor, src_path, grid, first_row, batch_size, backend, device, scheduler):
+def _result_stream(predictor, src_path, grid, first_row, batch_size, backend, device, scheduler, threads):
     """Yield (outputs, valid) per batch, in order, from this process (reads prefetched in a thread) or Dask."""
     todo = [b for row in range(first_row, grid.n_rows) for b in _batches(grid, row, batch_size)]
     if scheduler is None:
         yield from _local_stream(predictor, src_path, todo, backend, device)
     else:
-        yield from _dask_stream(predictor, src_path, todo, backend, scheduler)
+        yield from _dask_stream(predictor, src_path, todo, backend, scheduler, threads)
 
 
 def _local_stream(predictor, src_path, todo, backend, device):
@@ -611,7 +628,7 @@ def dask_client(scheduler: Any):
         yield client
 
 
-def _dask_stream(predictor, src_path, todo, backend, scheduler):
+def _dask_stream(predictor, src_path, todo, backend, scheduler, threads):
     with dask_client(scheduler) as client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         model_future = client.scatter(predictor, broadcast=True)
@@ -629,6 +646,7 @@ def _dask_stream(predictor, src_path, todo, backend, scheduler):
                         wins,
                         backend,
                         "cpu",
+                        threads,
                         pure=False,
                         retries=3,
                     )
