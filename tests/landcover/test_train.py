@@ -91,3 +91,28 @@ def test_deeplabv3plus_trains_and_exports(tmp_path, single_thread):
     _, spec, meta = load_checkpoint(res.checkpoint)
     assert spec["arch"] == "deeplabv3plus" and meta["task"] == "segmentation"
     assert 0.0 <= res.metrics.get("miou", 0.0) <= 1.0
+
+
+def test_cli_synth_train_evaluate(tmp_path, single_thread):
+    from typer.testing import CliRunner
+
+    from terracarbon.cli.landcover import app
+
+    runner = CliRunner()
+    root = tmp_path / "synth"
+    res = runner.invoke(app, ["synth", str(root), "--n-images", "2", "--size", "128", "--tile-size", "64"])
+    assert res.exit_code == 0, res.output
+    assert len(list((root / "output").glob("*_m.png"))) == 8
+    run = tmp_path / "run"
+    res = runner.invoke(
+        app,
+        ["train", str(root), "--out", str(run), "--model", "unet-tiny", "--epochs", "1", "--batch-size", "4",
+         "--accelerator", "cpu", "--lr", "1e-2", "--no-track"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert (run / "landcover.pt").exists() and (run / "README.md").exists()
+    res = runner.invoke(app, ["evaluate", "--checkpoint", str(run / "landcover.pt"), str(root), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["split"] == "test" and set(data["iou"]) == set(CLASS_NAMES)
+    assert np.array(data["confusion_matrix"]).sum() == data["n_tiles"] * 64 * 64

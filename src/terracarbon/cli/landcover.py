@@ -102,6 +102,9 @@ def train(
     num_workers: int = typer.Option(0, help="DataLoader workers."),
     max_minutes: float = typer.Option(None, help="Wall-clock cap on training."),
     country: str = typer.Option("USA", help="ISO3 grid code for the emissions estimate."),
+    track: bool = typer.Option(
+        True, help="Track energy and CO2e of training (codecarbon) for the model card."
+    ),
 ) -> None:
     """Train DeepLabv3+ or U-Net on the official tiles; export checkpoint + model card with tracked emissions."""
     from terracarbon.landcover._common import MODEL_PRESETS
@@ -132,6 +135,7 @@ def train(
         num_workers=num_workers,
         max_minutes=max_minutes,
         country_iso_code=country,
+        track=track,
     )
     print_table(
         f"test metrics ({res.metrics.get('n_tiles', {}).get('test', 0)} tiles)", _metric_rows(res.metrics)
