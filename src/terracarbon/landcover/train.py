@@ -343,6 +343,7 @@ def train_landcover(
     meta = {
         "task": "segmentation",
         "domain": "landcover",
+        "layer": "landcover",
         "class_names": list(CLASS_NAMES),
         "colormap": {int(k): list(v) for k, v in COLORMAP.items()},
         "bands": BAND_NAMES,
