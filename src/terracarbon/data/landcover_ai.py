@@ -525,11 +525,17 @@ class LandCoverAIDataset:
             sample = self.transforms(sample)
         return sample
 
-    def class_pixel_counts(self) -> np.ndarray:
-        """Pixels per class over the split (reads every mask tile)."""
+    def class_pixel_counts(self, progress: bool = False) -> np.ndarray:
+        """Pixels per class over the split (reads every mask tile; only the masks unless tiles are cached)."""
+        from terracarbon.utils import progress as make_progress
+
         counts = np.zeros(NUM_CLASSES, dtype=np.int64)
-        for i in range(len(self)):
-            counts += np.bincount(self.load(i)[1].ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
+        with make_progress(transient=True, disable=not progress) as bar:
+            task = bar.add_task(f"class frequencies ({self.split})", total=len(self))
+            for i in range(len(self)):
+                mask = self.load(i)[1] if self._cache is not None else read_mask_tile(self.mask_path(i))
+                counts += np.bincount(mask.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
+                bar.advance(task)
         return counts
 
     def band_stats(self, max_tiles: int = 200) -> tuple[list[float], list[float]]:

@@ -260,7 +260,7 @@ def train_landcover(
     train_ds = open_split("train")
     if train_ds is None or len(train_ds) == 0:
         raise ConfigError(f"{root / 'train.txt'} lists no tiles")
-    counts = train_ds.class_pixel_counts()
+    counts = train_ds.class_pixel_counts(progress=progress)
     mean, std = train_ds.band_stats()
     if class_weighting == "none":
         weights = [1.0] * NUM_CLASSES
