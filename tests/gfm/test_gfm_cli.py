@@ -10,9 +10,9 @@ runner = CliRunner()
 
 
 def test_params_command_reports_paper_ratio():
-    res = runner.invoke(app, ["params", "--in-channels", "12"])
+    res = runner.invoke(app, ["params", "--in-channels", "12", "--size", "tiny"])
     assert res.exit_code == 0, res.output
-    assert "9,217" in res.output  # Swin-B frozen + one 3x3 conv head
+    assert "6,913" in res.output  # Swin-T frozen + one 3x3 conv head (768*9 + 1)
     assert "24,464,593" in res.output  # smp U-Net resnet34, 12 bands
 
 
@@ -26,7 +26,8 @@ def test_pretrain_command_writes_encoder(stacks, tmp_path):
     out = tmp_path / "cli" / "enc.pt"
     args = ["pretrain", *map(str, stacks), "--out", str(out), "--img-size", "32", "--embed-dim", "16"]
     args += ["--depths", "1,1,1,1", "--num-heads", "1,2,4,8", "--window-size", "4", "--epochs", "1"]
-    args += ["--tiles-per-epoch", "16", "--mask-patch-size", "8", "--no-track"]
+    args += ["--tiles-per-epoch", "8", "--val-tiles", "4", "--batch-size", "4", "--mask-patch-size", "8"]
+    args += ["--no-track"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert out.exists() and "held-out masked L1" in res.output

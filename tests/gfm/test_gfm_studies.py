@@ -1,0 +1,71 @@
+"""compare / transfer studies: tables with the right rows and columns, stratified k % label subsampling."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import rasterio
+
+from terracarbon.errors import ConfigError
+from terracarbon.gfm.compare import compare_models
+from terracarbon.gfm.transfer import subsample_labels
+
+MINI = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 4, 8], "window_size": 4}
+
+
+def test_compare_writes_table_csv_and_plot(tmp_path):
+    from terracarbon.data.scenes import make_scene
+
+    train = [make_scene(tmp_path / "s" / "train0", size=64, seed=0, label_fraction=0.05)]
+    val = [make_scene(tmp_path / "s" / "val0", size=64, seed=4, label_fraction=0.05)]
+    test = [make_scene(tmp_path / "s" / "test0", size=64, seed=5, label_fraction=0.05)]
+    res = compare_models(
+        train,
+        test,
+        tmp_path / "cmp",
+        val_scenes=val,
+        runs=["unet_scratch", "gfm_random_frozen"],
+        gfm={**MINI, "decoder": "conv"},
+        unet={"arch": "unet", "encoder_name": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 4]},
+        epochs=1,
+        samples_per_epoch=8,
+        batch_size=4,
+        patch_size=32,
+        progress=False,
+        command="terracarbon gfm compare --test-run",
+    )
+    assert [r["run"] for r in res.rows] == ["unet_scratch", "gfm_random_frozen"]
+    unet, gfm = res.rows
+    assert gfm["trainable_params"] == 128 * 9 + 1 < unet["trainable_params"]  # frozen: only the 1-conv head
+    assert gfm["total_params"] > gfm["trainable_params"]
+    assert all(np.isfinite(r["rmse"]) and r["wall_time_s"] > 0 for r in res.rows)
+    with open(res.csv) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["run"] for r in rows] == ["unet_scratch", "gfm_random_frozen"]
+    assert {"rmse", "mae", "bias", "r2", "trainable_params", "wall_time_s", "emissions_g"} <= set(rows[0])
+    md = res.markdown.read_text()
+    assert "terracarbon gfm compare --test-run" in md and "| gfm_random_frozen |" in md
+    assert res.plot is not None and res.plot.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ConfigError, match="unknown compare run"):
+        compare_models(train, test, tmp_path / "x", runs=["nope"])
+
+
+def test_subsample_labels_keeps_k_percent_with_validation_footprints(tmp_path):
+    from terracarbon.data.scenes import make_scene
+
+    sc = make_scene(tmp_path / "s", size=128, seed=3)
+    with rasterio.open(sc.labels) as ds:
+        full = np.isfinite(ds.read(1)).sum()
+    counts = []
+    for k in (0.01, 0.2, 1.0):
+        out, n_train = subsample_labels(sc.labels, k, tmp_path / f"k{k}.tif", seed=0)
+        with rasterio.open(out) as ds, rasterio.open(sc.labels) as ref:
+            a = ds.read(1)
+            assert ds.crs == ref.crs and ds.transform == ref.transform
+            kept = np.isfinite(a)
+            assert np.array_equal(a[kept], ref.read(1)[kept])  # kept labels are unchanged
+        assert np.isfinite(a[int(round(0.8 * a.shape[0])) :]).any()  # validation rows keep >= 1 footprint
+        counts.append(kept.sum())
+    assert counts[0] < counts[1] < counts[2] == full
