@@ -154,6 +154,10 @@ def compare(
     ),
     head_upsample: str = typer.Option("bilinear", help="conv head upsampling: bilinear | pixelshuffle."),
     head_kernel_size: int = typer.Option(3, help="Kernel size of the conv head."),
+    band_adapt: str = typer.Option("average", help="First-layer adaptation: average | repeat | select."),
+    checkpoint_bands: str = typer.Option(
+        None, help="Band names of --encoder-weights for --band-adapt select: 'satlas' or 'B04,B03,B02,...'."
+    ),
     unet_encoder: str = typer.Option("resnet18", help="smp U-Net encoder of the baseline."),
     epochs: int = typer.Option(10),
     lr: float = typer.Option(2e-3),
@@ -179,6 +183,16 @@ def compare(
             test = [make_scene(out / "scenes" / "test0", size=synthetic_size, seed=500)]
     g = _geometry(size, variant, patch_size, patch, window_size, embed_dim, depths, num_heads)
     g.update(decoder=decoder, head_upsample=head_upsample, head_kernel_size=head_kernel_size)
+    if encoder_weights is not None:
+        g["band_adapt"] = band_adapt
+        if checkpoint_bands:
+            from terracarbon.models.weights import SATLAS_S2_MS_BANDS
+
+            g["checkpoint_bands"] = (
+                list(SATLAS_S2_MS_BANDS)
+                if checkpoint_bands.strip().lower() == "satlas"
+                else [b.strip() for b in checkpoint_bands.split(",") if b.strip()]
+            )
     res = compare_models(
         train,
         test,

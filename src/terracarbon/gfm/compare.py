@@ -139,6 +139,13 @@ def compare_models(
     head = {k: v for k, v in gfm.items() if k not in geometry_keys}
     head.setdefault("decoder", "conv")
     geometry.setdefault("img_size", patch_size)
+    if head.get("band_adapt") == "select" and head.get("checkpoint_bands") and not head.get("bands"):
+        from terracarbon.raster.io import open_raster
+
+        with open_raster(
+            _scene_stack(train_scenes[0])
+        ) as ds:  # the model's bands = the training stack's bands
+            head["bands"] = [d or f"band{i + 1}" for i, d in enumerate(ds.descriptions)]
 
     pre_info = None
     needs_pretrained = any(RUNS[r][1] and RUNS[r][2] == "pretrained" for r in runs)
