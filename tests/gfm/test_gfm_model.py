@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from terracarbon.errors import ConfigError
-from terracarbon.models.gfm import GFMRegressor, count_parameters, parameter_table
+from terracarbon.models.gfm import GFMRegressor, count_parameters, make_portable, parameter_table
 from terracarbon.models.registry import build_model, load_checkpoint, save_checkpoint
 
 MINI = {"size": "tiny", "embed_dim": 16, "depths": (1, 1, 1, 1), "num_heads": (1, 2, 4, 8), "window_size": 4}
@@ -96,3 +96,27 @@ def test_registry_checkpoint_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.allclose(loaded(x), ref, atol=1e-5)
     assert spec2["arch"] == "gfm" and meta["bands"] == list("abcd")
+
+
+def test_make_portable_checkpoint_loads_without_the_pretraining_file(tmp_path):
+    torch.manual_seed(0)
+    enc = GFMRegressor(4, 1, img_size=64, **MINI).encoder
+    wpath = tmp_path / "enc.pth"
+    torch.save(enc.model.state_dict(), wpath)
+    spec = {
+        "arch": "gfm",
+        "in_channels": 4,
+        "classes": 1,
+        "img_size": 64,
+        "encoder_weights": str(wpath),
+        **MINI,
+    }
+    model = build_model(spec).eval()
+    path = save_checkpoint(tmp_path / "m.pt", model, spec, {"task": "regression"})
+    make_portable(path)
+    wpath.unlink()  # e.g. another machine
+    loaded, spec2, meta = load_checkpoint(path)
+    assert "encoder_weights" not in spec2 and meta["weights_source"]["encoder_weights"] == str(wpath)
+    x = torch.randn(1, 4, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x), atol=1e-5)

@@ -221,6 +221,10 @@ def compare_models(
             strategy=strategy,
             progress=progress,
         )
+        if is_gfm:
+            from terracarbon.models.gfm import make_portable
+
+            make_portable(res.checkpoint)
         m, fp = res.metrics, res.footprint or {}
         rows.append(
             {

@@ -241,6 +241,9 @@ def eco_region_transfer(
         **common,
     )
     src_time = time.time() - t0
+    from terracarbon.models.gfm import make_portable
+
+    make_portable(src.checkpoint)  # the spec's weight paths are not needed once the weights are in the file
     rows: list[dict[str, Any]] = []
 
     def _row(target: int, setting: str, k: float | None, metrics: dict[str, Any], wall: float, n: int | None):
@@ -295,6 +298,7 @@ def eco_region_transfer(
                 out_dir=out / f"finetune_{tag}",
                 **common,
             )
+            make_portable(res.checkpoint)
             _row(r, "fine-tune from source", k, res.metrics, time.time() - t, n)
             if baseline:
                 t = time.time()
@@ -307,6 +311,7 @@ def eco_region_transfer(
                     out_dir=out / f"target_only_{tag}",
                     **common,
                 )
+                make_portable(res_b.checkpoint)
                 _row(r, "target only (no source)", k, res_b.metrics, time.time() - t, n)
 
     config = {

@@ -43,6 +43,7 @@ __all__ = [
     "count_parameters",
     "freeze_encoder",
     "parameter_table",
+    "make_portable",
 ]
 
 #: (variant, size) -> timm model name
@@ -464,6 +465,27 @@ def parameter_table(
     for r in rows:
         r["unet_ratio"] = u_tr / max(r["trainable"], 1)
     return rows
+
+
+def make_portable(checkpoint: str | Path) -> Path:
+    """Drop ``encoder_weights`` / ``init_from`` file paths from a saved GFM model's spec, in place (atomically).
+
+    The saved ``state_dict`` already holds every weight; without the paths the checkpoint loads on machines where
+    the pretraining files do not exist (``models.registry.load_checkpoint`` rebuilds the model from its spec).
+    """
+    from terracarbon.utils import atomic_path
+
+    path = Path(checkpoint)
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    spec = dict(payload.get("spec") or {})
+    if spec.get("arch") != "gfm" or not ({"encoder_weights", "init_from"} & set(spec)):
+        return path
+    meta = dict(payload.get("meta") or {})
+    meta["weights_source"] = {k: str(spec.pop(k)) for k in ("encoder_weights", "init_from") if k in spec}
+    payload["spec"], payload["meta"] = spec, meta
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+    return path
 
 
 try:  # register with the model registry (imported lazily by the registry for arch "gfm")
