@@ -161,7 +161,7 @@ def test_real_taxonomy_obvious_sector_offline(shared_data, st_model, emb_cache, 
     texts = {
         "We grow soybeans and corn on our family farm": "11",
         "Cement manufacturing plant": "31-33",
-        "Law firm offering legal advice": "54",
+        "We write custom software for our clients": "54",
         "Hospital providing inpatient medical care": "62",
         "Restaurant serving meals to customers": "72",
     }
