@@ -79,14 +79,14 @@ INSTANCE_SPEC = {
 
 @pytest.fixture(scope="session")
 def semantic_run(tcd_root, tmp_path_factory):
-    """U-Net (ResNet-18, depth 3) trained 6 epochs on the synthetic export (24 steps of 4 tiles)."""
+    """U-Net (ResNet-18, depth 3) trained 5 epochs on the synthetic export (20 steps of 4 tiles)."""
     from terracarbon.trees.semantic import train_semantic
 
     return train_semantic(
         tcd_root,
         tmp_path_factory.mktemp("semantic_run"),
         model_spec=SEMANTIC_SPEC,
-        epochs=6,
+        epochs=5,
         batch_size=4,
         lr=3e-3,
         patch_size=None,

@@ -24,13 +24,16 @@ TINY_UNET = json.dumps(
 )
 
 
-def test_cv_reports_mean_and_std(tcd_root, tmp_path):
+def test_cv_reports_mean_and_std(tmp_path):
+    from terracarbon.trees.synth import make_synthetic_tcd
+
+    tiny = make_synthetic_tcd(tmp_path / "tcd64", n_images=10, size=64, n_trees=(2, 4), seed=1)
     res = runner.invoke(
         app,
         [
             "cv",
             "--data",
-            str(tcd_root),
+            str(tiny),
             "--out",
             str(tmp_path / "cv"),
             "--folds",
