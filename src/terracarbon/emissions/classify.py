@@ -16,8 +16,8 @@ How a description is classified
    temperature and weight, fitted on a calibration split by minimising the negative log-likelihood of the true child
    (:meth:`NaicsClassifier.calibrate`); the votes combine as a weighted product of experts, giving a calibrated
    conditional probability P(code | parent).
-4. Group reasoning decides level by level: a beam keeps the ``beam`` most probable codes at each level and the next
-   level only considers their children (``beam=1``: strictly the children of the previous choice). The probability
+4. Group reasoning decides level by level: a beam keeps the ``beam`` most probable codes at each of levels 2-5 and
+   the next level only considers their children (``beam=1``: strictly the children of the previous choice). The probability
    of a 6-digit code is the product of its conditional probabilities down the path. ``beam=None`` scores every path.
 
 Node embeddings are computed once per (model, taxonomy) and cached on disk (:class:`~.models.EmbeddingCache`).
@@ -350,7 +350,7 @@ class NaicsClassifier:
                     z = z + self._llm_votes(texts, lv, kept_prev)
                 cond = self._group_log_softmax(z, par)
                 j = cond if lv == 2 else cond + joint[lv - 1][:, par]
-                if beam is not None:
+                if beam is not None and lv < 6:  # 6-digit: every child of the kept 5-digit codes competes
                     k = min(beam, j.shape[1])
                     top = j.topk(k, dim=1).indices
                     mask = torch.full_like(j, -torch.inf)
