@@ -120,3 +120,16 @@ def test_make_portable_checkpoint_loads_without_the_pretraining_file(tmp_path):
     x = torch.randn(1, 4, 64, 64)
     with torch.no_grad():
         assert torch.allclose(loaded(x), model(x), atol=1e-5)
+
+
+def test_init_from_with_output_calibration(tmp_path):
+    torch.manual_seed(0)
+    spec = {"arch": "gfm", "in_channels": 3, "classes": 1, "img_size": 64, "decoder": "unet", **MINI}
+    src = build_model(spec).eval()
+    path = save_checkpoint(tmp_path / "src.pt", src, spec, {"task": "regression"})
+    ft = build_model({**spec, "init_from": str(path), "output_scale": 2.0, "output_shift": -1.0}).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(ft(x), 2.0 * src(x) - 1.0, atol=1e-5)
+    with pytest.raises(Exception, match="does not match this GFM"):
+        build_model({**spec, "decoder": "conv", "init_from": str(path)})

@@ -273,6 +273,9 @@ def transfer(
     patch_size: int = typer.Option(64),
     samples_per_epoch: int = typer.Option(256),
     baseline: bool = typer.Option(False, help="Also train target-only models on the same k % labels."),
+    source_checkpoint: Path = typer.Option(
+        None, help="Reuse a trained source model (GFM .pt) instead of training."
+    ),
     seed: int = typer.Option(0),
     devices: str = typer.Option("1"),
     strategy: str = typer.Option("auto"),
@@ -307,6 +310,7 @@ def transfer(
         patch_size=patch_size,
         samples_per_epoch=samples_per_epoch,
         baseline=baseline,
+        source_checkpoint=source_checkpoint,
         seed=seed,
         devices=int(devices) if devices.isdigit() else devices,
         strategy=strategy,

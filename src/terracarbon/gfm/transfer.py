@@ -153,6 +153,7 @@ def eco_region_transfer(
     patch_size: int = 64,
     samples_per_epoch: int = 256,
     baseline: bool = False,
+    source_checkpoint: str | Path | None = None,
     seed: int = 0,
     devices: int | str = 1,
     strategy: str = "auto",
@@ -163,6 +164,10 @@ def eco_region_transfer(
 
     ``model_spec`` must be a GFM spec (``{"arch": "gfm", ...}``, e.g. from
     :func:`terracarbon.gfm.pretrain.gfm_spec_from_encoder`) so that fine-tuning can start from the source weights.
+    ``source_checkpoint``: reuse an already trained source model (a terracarbon GFM file) instead of training one.
+    Fine-tunes keep the source model's output calibration: ``train_biomass`` standardises targets with the k %
+    labels' mean/std, so the fine-tuned model gets a fixed output affine map (``output_scale``/``output_shift``)
+    that makes it start exactly where the source model is.
     Without ``model_spec`` the model is a frozen GFM (``gfm`` overrides: size, decoder, geometry) whose encoder comes
     from ``encoder_weights`` or, when None, from own SimMIM pretraining (``pretrain_epochs``, ``pretrain_kwargs``) on
     the unlabelled imagery of every region's training scenes.
@@ -232,18 +237,25 @@ def eco_region_transfer(
     common.update(devices=devices, strategy=strategy, progress=progress, patience=100)
 
     t0 = time.time()
-    src = train_biomass(
-        scenes[source]["train"],
-        model_spec=spec,
-        epochs=epochs,
-        lr=lr,
-        out_dir=out / f"source_region{source}",
-        **common,
-    )
+    if source_checkpoint is None:
+        src_ckpt = train_biomass(
+            scenes[source]["train"],
+            model_spec=spec,
+            epochs=epochs,
+            lr=lr,
+            out_dir=out / f"source_region{source}",
+            **common,
+        ).checkpoint
+    else:
+        src_ckpt = Path(source_checkpoint)
     src_time = time.time() - t0
+    import torch
+
     from terracarbon.models.gfm import make_portable
 
-    make_portable(src.checkpoint)  # the spec's weight paths are not needed once the weights are in the file
+    make_portable(src_ckpt)  # the spec's weight paths are not needed once the weights are in the file
+    src_meta = torch.load(src_ckpt, map_location="cpu", weights_only=False)["meta"]
+    s_src, m_src = float(src_meta.get("target_scale", 1.0)), float(src_meta.get("target_offset", 0.0))
     rows: list[dict[str, Any]] = []
 
     def _row(target: int, setting: str, k: float | None, metrics: dict[str, Any], wall: float, n: int | None):
@@ -264,7 +276,7 @@ def eco_region_transfer(
 
     for r in regions:
         t = time.time()
-        m = evaluate_biomass(src.checkpoint, scenes[r]["test"])
+        m = evaluate_biomass(src_ckpt, scenes[r]["test"])
         _row(
             r,
             "in-domain (source)" if r == source else "zero-shot",
@@ -279,7 +291,7 @@ def eco_region_transfer(
         if r == source:
             continue
         for k in fractions:
-            ft_spec = {**spec, "init_from": str(src.checkpoint)}
+            ft_spec = {**spec, "init_from": str(src_ckpt)}
             ft_spec.pop("encoder_weights", None)  # all weights come from the source model
             t = time.time()
             tag = f"region{r}_k{int(round(k * 100))}"
@@ -289,6 +301,9 @@ def eco_region_transfer(
                 lp, cnt = subsample_labels(Path(sc.labels), k, sub_dir / f"labels{i}.tif", seed=seed + i)
                 train_k.append((Path(sc.stack), lp))
                 n += cnt
+            m_t, s_t = _label_stats(train_k)
+            ft_spec["output_scale"] = s_src / s_t  # start from the source model's predictions in target units
+            ft_spec["output_shift"] = (m_src - m_t) / s_t
             res = train_biomass(
                 train_k,
                 test_scenes=scenes[r]["test"],
@@ -329,7 +344,9 @@ def eco_region_transfer(
         "finetune_lr": ft_lr,
         **{k: v for k, v in common.items() if k not in ("progress",)},
     }
-    atomic_write_json(out / "transfer.json", {"rows": rows, "config": config, "source_metrics": src.metrics})
+    atomic_write_json(
+        out / "transfer.json", {"rows": rows, "config": config, "source_checkpoint": str(src_ckpt)}
+    )
     csv_path = out / "transfer.csv"
     with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
@@ -355,7 +372,16 @@ def eco_region_transfer(
     lines += ["", "Configuration:", "", "```json", to_json(config), "```", ""]
     md = out / "transfer.md"
     atomic_write_text(md, "\n".join(lines))
-    return TransferResult(rows=rows, markdown=md, csv=csv_path, source_checkpoint=src.checkpoint)
+    return TransferResult(rows=rows, markdown=md, csv=csv_path, source_checkpoint=src_ckpt)
+
+
+def _label_stats(pairs: list[tuple[Path, Path]], val_fraction: float = 0.2) -> tuple[float, float]:
+    """Mean/std of the labels in the training rows, exactly as ``train_biomass`` standardises its targets."""
+    from terracarbon.biomass.datasets import label_stats, load_scene
+
+    arrays = [load_scene(p) for p in pairs]
+    m, s, _ = label_stats(arrays, (0.0, 1.0 - val_fraction))
+    return float(m), float(s)
 
 
 def _f(v: Any, nd: int = 1) -> str:

@@ -285,6 +285,8 @@ class GFMRegressor(nn.Module):
         checkpoint_bands / bands: band names of the checkpoint and of this model (for ``"select"`` by name).
         embed_dim, depths, num_heads: override the Swin widths (small models for tests).
         init_from: a terracarbon model file of the same GFM whose weights (encoder and decoder) are the start point.
+        output_scale, output_shift: fixed affine map of the output (``y * scale + shift``, stored as buffers); used
+            when fine-tuning from a model whose targets were standardised differently (eco-region transfer).
     """
 
     def __init__(
@@ -312,6 +314,8 @@ class GFMRegressor(nn.Module):
         depths: Sequence[int] | None = None,
         num_heads: Sequence[int] | None = None,
         init_from: str | Path | None = None,
+        output_scale: float = 1.0,
+        output_shift: float = 0.0,
     ) -> None:
         super().__init__()
         if decoder not in DECODERS:
@@ -354,6 +358,8 @@ class GFMRegressor(nn.Module):
                 checkpoint_bands=checkpoint_bands,
                 bands=bands,
             )
+        self.register_buffer("out_scale", torch.tensor(float(output_scale)), persistent=False)
+        self.register_buffer("out_shift", torch.tensor(float(output_shift)), persistent=False)
         if init_from is not None:
             self._init_from(Path(init_from))
         self.frozen = bool(freeze_encoder)
@@ -372,14 +378,14 @@ class GFMRegressor(nn.Module):
         sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
         if not isinstance(sd, dict):
             raise InputError(path, "holds no state dict")
-        own = self.state_dict()
+        own = {k: v for k, v in self.state_dict().items() if k not in ("out_scale", "out_shift")}
         bad = [k for k in own if k not in sd or sd[k].shape != own[k].shape]
         if bad:
             raise InputError(
                 path,
                 f"does not match this GFM ({len(bad)} missing or mis-shaped keys, e.g. {', '.join(bad[:5])})",
             )
-        self.load_state_dict({k: sd[k] for k in own})
+        self.load_state_dict({k: sd[k] for k in own}, strict=False)
 
     def train(self, mode: bool = True) -> GFMRegressor:
         """Keep a fully frozen encoder in eval mode (no dropout / drop-path noise on frozen features)."""
@@ -398,7 +404,7 @@ class GFMRegressor(nn.Module):
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
         feats = self.encoder(x)
         y = self.decoder(feats, size=tuple(x.shape[-2:]))
-        return y[..., :h, :w]
+        return y[..., :h, :w] * self.out_scale + self.out_shift
 
 
 freeze_encoder_fn = freeze_encoder
