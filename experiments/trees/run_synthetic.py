@@ -47,6 +47,9 @@ def main() -> None:
     ap.add_argument("--sem-epochs", type=int, default=8)
     ap.add_argument("--inst-epochs", type=int, default=8)
     ap.add_argument("--ortho-size", type=int, default=1024)
+    ap.add_argument(
+        "--predict-only", action="store_true", help="reuse the fold-0 checkpoints of an earlier run"
+    )
     args = ap.parse_args()
     torch.set_num_threads(2)
     out = args.out
@@ -55,40 +58,47 @@ def main() -> None:
         out / "tcd", n_images=args.n_images, size=128, seed=0, n_trees=(5, 9), n_groups=(0, 1)
     )
     res: dict = {"n_images": args.n_images, "tile_px": 128}
+    if args.predict_only:
+        res = json.loads((out / "results.json").read_text())
+        sem_ckpt = res["cv_semantic"]["checkpoints"][0]
+        ins_ckpt = res["cv_instance"]["checkpoints"][0]
+    else:
+        t = time.perf_counter()
+        sem = cross_validate(
+            root,
+            out / "cv_semantic",
+            mode="semantic",
+            model_spec=SEMANTIC_SPEC,
+            epochs=args.sem_epochs,
+            batch_size=4,
+            lr=3e-3,
+            patch_size=None,
+            seed=0,
+            accelerator="cpu",
+            progress=False,
+        )
+        res["cv_semantic"] = {**sem.to_dict(), "wall_s": time.perf_counter() - t, "epochs": args.sem_epochs}
+        print("semantic CV", format_mean_std(sem.summary), flush=True)
 
-    t = time.perf_counter()
-    sem = cross_validate(
-        root,
-        out / "cv_semantic",
-        mode="semantic",
-        model_spec=SEMANTIC_SPEC,
-        epochs=args.sem_epochs,
-        batch_size=4,
-        lr=3e-3,
-        patch_size=None,
-        seed=0,
-        accelerator="cpu",
-        progress=False,
-    )
-    res["cv_semantic"] = {**sem.to_dict(), "wall_s": time.perf_counter() - t, "epochs": args.sem_epochs}
-    print("semantic CV", format_mean_std(sem.summary), flush=True)
+        t = time.perf_counter()
+        ins = cross_validate(
+            root,
+            out / "cv_instance",
+            mode="instance",
+            model_spec=INSTANCE_SPEC,
+            epochs=args.inst_epochs,
+            batch_size=2,
+            lr=4e-3,
+            patch_size=None,
+            seed=0,
+            accelerator="cpu",
+            progress=False,
+        )
+        res["cv_instance"] = {**ins.to_dict(), "wall_s": time.perf_counter() - t, "epochs": args.inst_epochs}
+        print("instance CV", format_mean_std(ins.summary), flush=True)
 
-    t = time.perf_counter()
-    ins = cross_validate(
-        root,
-        out / "cv_instance",
-        mode="instance",
-        model_spec=INSTANCE_SPEC,
-        epochs=args.inst_epochs,
-        batch_size=2,
-        lr=4e-3,
-        patch_size=None,
-        seed=0,
-        accelerator="cpu",
-        progress=False,
-    )
-    res["cv_instance"] = {**ins.to_dict(), "wall_s": time.perf_counter() - t, "epochs": args.inst_epochs}
-    print("instance CV", format_mean_std(ins.summary), flush=True)
+        sem_ckpt, ins_ckpt = sem.checkpoints[0], ins.checkpoints[0]
+        (out / "results.json").write_text(json.dumps(res, indent=1, default=str))
 
     # large orthomosaic with the fold-0 models: tree cover through the engine, crowns merged across tiles
     ortho = make_orthomosaic(out / "ortho.tif", height=args.ortho_size, n_groups=2, seed=21)
@@ -96,8 +106,8 @@ def main() -> None:
     summary = predict_trees(
         ortho.path,
         out / "predict",
-        semantic_checkpoint=sem.checkpoints[0],
-        instance_checkpoint=ins.checkpoints[0],
+        semantic_checkpoint=sem_ckpt,
+        instance_checkpoint=ins_ckpt,
         tile_size=256,
         overlap=64,
         progress=False,
@@ -118,7 +128,14 @@ def main() -> None:
             (c.intersection(g).area / c.union(g).area for c in crowns.geometry if c.intersects(g)), default=0
         )
         matched += best >= 0.5
+    pred_matched = 0
+    for c in crowns.geometry:
+        best = max(
+            (c.intersection(g).area / c.union(g).area for g in gt.geometry if c.intersects(g)), default=0
+        )
+        pred_matched += best >= 0.5
     res["ortho"] = {
+        "pred_crowns_matching_a_true_crown_iou50": int(pred_matched),
         "size_px": args.ortho_size,
         "tree_cover_iou": float((cover & truth).sum() / (cover | truth).sum()),
         "tree_cover_percent_pred": summary["tree_cover_percent"],

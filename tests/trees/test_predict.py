@@ -50,9 +50,11 @@ def test_merge_crowns_joins_cross_tile_pieces_only():
     assert len(g) == 3
     merged = g[int(np.argmax(n))]
     assert max(n) == 2 and merged.equals(full) and s[int(np.argmax(n))] == 0.9
-    # detections of one tile are never merged with each other (the model's NMS owns that)
-    g2, _, _ = merge_crowns([full, box(1, 1, 9, 9)], [0.9, 0.8], [3, 3])
-    assert len(g2) == 2
+    # within a tile, a nested duplicate / part is dropped (not unioned); touching neighbours stay apart
+    g2, s2, n2 = merge_crowns([box(1, 1, 9, 9), full, touching], [0.95, 0.9, 0.8], [3, 3, 3])
+    assert len(g2) == 2 and g2[0].equals(box(1, 1, 9, 9)) and s2 == [0.95, 0.8] and n2 == [1, 1]
+    g3, _, _ = merge_crowns([box(1, 1, 9, 9), full], [0.95, 0.9], [3, 3], suppress_threshold=1.0)
+    assert len(g3) == 2
     assert merge_crowns([], [], []) == ([], [], [])
 
 
@@ -80,7 +82,7 @@ def test_crown_spanning_tile_borders_comes_out_once(ortho, oracle_detector, tmp_
     geoms, scores, tiles, _ = detect_crowns(
         oracle_detector, ortho.path, tile_size=128, overlap=48, progress=False
     )
-    unmerged, _, _ = merge_crowns(geoms, scores, tiles, merge_threshold=1.01)
+    unmerged, _, _ = merge_crowns(geoms, scores, tiles, merge_threshold=1.01, suppress_threshold=1.0)
     assert len(unmerged) > len(CENTRES)
 
 

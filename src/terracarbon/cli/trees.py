@@ -162,6 +162,10 @@ def predict(
     merge_threshold: float = typer.Option(
         0.3, help="Instance: overlap joining a crown's pieces across tiles."
     ),
+    suppress_threshold: float = typer.Option(
+        0.5, help="Instance: overlap dropping a weaker same-tile duplicate."
+    ),
+    min_area: float = typer.Option(0.0, help="Instance: drop crowns smaller than this (m²)."),
     canopy: Path | None = typer.Option(None, help="Instance: also write the crowns as a tree-cover GeoTIFF."),
     aoi: Path | None = typer.Option(None, help="Area of interest (GeoJSON/GPKG) for the tree-cover summary."),
     no_resume: bool = typer.Option(False, "--no-resume", help="Semantic: start over instead of resuming."),
@@ -191,6 +195,8 @@ def predict(
             overlap=min(overlap, tile_size // 2),
             score_threshold=score_threshold,
             merge_threshold=merge_threshold,
+            suppress_threshold=suppress_threshold,
+            min_area_m2=min_area,
             batch_size=batch_size,
         )
         if canopy is not None:

@@ -7,9 +7,10 @@
 * **Crowns** (:func:`predict_crowns`): Mask R-CNN on the engine's overlapping tile grid
   (:class:`terracarbon.raster.predict.TileGrid`); each detection's mask becomes a georeferenced polygon
   (:func:`rasterio.features.shapes` with the tile's transform). Crowns cut by tile borders are detected (partly) in
-  several tiles: :func:`merge_crowns` joins detections from *different* tiles whose overlap (intersection over the
-  smaller polygon) reaches ``merge_threshold`` and replaces each group by the union of its polygons (score: the
-  group's maximum), so each crown appears once. With an overlap at least as wide as the largest crown, every crown
+  several tiles: :func:`merge_crowns` first drops same-tile detections nested in a better-scoring one (mask-level NMS,
+  ``suppress_threshold``), then joins detections from *different* tiles whose overlap (intersection over the smaller
+  polygon) reaches ``merge_threshold`` and replaces each group by the union of its polygons (score: the group's
+  maximum), so each crown appears once. With an overlap at least as wide as the largest crown, every crown
   lies whole inside some tile and the union restores its full outline. Output: a GeoPackage (layer ``crowns``, image
   CRS) with ``crown_id``, ``score``, ``area_m2`` and ``n_tiles``, written atomically.
 * **Summary** (:func:`tree_cover_summary`): tree-cover percentage and hectares (true pixel areas, via
@@ -196,21 +197,48 @@ def merge_crowns(
     tiles: Sequence[int],
     *,
     merge_threshold: float = 0.3,
-    same_tile: bool = False,
+    suppress_threshold: float = 0.5,
 ) -> tuple[list, list[float], list[int]]:
     """Merge detections of the same crown from overlapping tiles.
 
-    Two detections are joined when they come from different tiles (or from any tiles with ``same_tile``) and their
-    intersection covers at least ``merge_threshold`` of the smaller one; joins are transitive (union-find). Each group
-    becomes the union of its polygons (largest part if the union is not connected), with the group's best score.
+    1. Within a tile, a detection covered by a better-scoring detection of the same tile for at least
+       ``suppress_threshold`` of its area (intersection over the smaller polygon) is a duplicate or a part of that crown
+       and is dropped (mask-level NMS; box NMS keeps such nested detections). ``suppress_threshold >= 1`` disables it.
+    2. Across tiles, two detections are joined when their intersection covers at least ``merge_threshold`` of the
+       smaller one; joins are transitive (union-find). Each group becomes the union of its polygons (largest part if
+       the union is not connected), with the group's best score.
+
     Returns ``(polygons, scores, n_detections per crown)``.
     """
     from shapely import STRtree
     from shapely.ops import unary_union
 
-    n = len(geoms)
-    if n == 0:
+    if len(geoms) == 0:
         return [], [], []
+    # 1. same-tile suppression, best score first
+    order = sorted(range(len(geoms)), key=lambda i: -scores[i])
+    kept: list[int] = []
+    if suppress_threshold < 1:
+        by_tile: dict[int, list[int]] = {}
+        for i in order:
+            gi = geoms[i]
+            dup = False
+            for j in by_tile.get(tiles[i], []):
+                gj = geoms[j]
+                if gi.intersects(gj):
+                    small = min(gi.area, gj.area)
+                    if small > 0 and gi.intersection(gj).area / small >= suppress_threshold:
+                        dup = True
+                        break
+            if not dup:
+                by_tile.setdefault(tiles[i], []).append(i)
+                kept.append(i)
+    else:
+        kept = order
+    geoms = [geoms[i] for i in kept]
+    scores = [scores[i] for i in kept]
+    tiles = [tiles[i] for i in kept]
+    n = len(geoms)
     parent = list(range(n))
 
     def find(i: int) -> int:
@@ -223,7 +251,7 @@ def merge_crowns(
     left, right = tree.query(list(geoms), predicate="intersects")
     areas = np.array([g.area for g in geoms])
     for i, j in zip(left.tolist(), right.tolist()):
-        if i >= j or (tiles[i] == tiles[j] and not same_tile):
+        if i >= j or tiles[i] == tiles[j]:
             continue
         inter = geoms[i].intersection(geoms[j]).area
         small = min(areas[i], areas[j])
@@ -290,6 +318,7 @@ def predict_crowns(
     score_threshold: float = 0.5,
     mask_threshold: float = 0.5,
     merge_threshold: float = 0.3,
+    suppress_threshold: float = 0.5,
     min_area_m2: float = 0.0,
     batch_size: int = 2,
     device: str | None = None,
@@ -303,6 +332,7 @@ def predict_crowns(
         tile_size, overlap: tile grid (the engine's :class:`TileGrid`); make ``overlap`` ≥ the largest crown (px).
         score_threshold, mask_threshold: detection score and mask probability cut-offs.
         merge_threshold: overlap (over the smaller polygon) joining detections from different tiles.
+        suppress_threshold: overlap above which a lower-scoring detection of the same tile is dropped.
         min_area_m2: drop smaller crowns after merging.
 
     Returns:
@@ -331,7 +361,9 @@ def predict_crowns(
         device=device,
         progress=progress,
     )
-    g, s, n = merge_crowns(geoms, scores, tiles, merge_threshold=merge_threshold)
+    g, s, n = merge_crowns(
+        geoms, scores, tiles, merge_threshold=merge_threshold, suppress_threshold=suppress_threshold
+    )
     gdf = crowns_frame(g, s, n, crs)
     if min_area_m2 > 0:
         gdf = gdf[gdf["area_m2"] >= min_area_m2].reset_index(drop=True)
