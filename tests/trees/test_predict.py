@@ -60,7 +60,9 @@ def test_merge_crowns_joins_cross_tile_pieces_only():
 
 def test_crown_spanning_tile_borders_comes_out_once(ortho, oracle_detector, tmp_path):
     dst = tmp_path / "crowns.gpkg"
-    gdf = predict_crowns(oracle_detector, ortho.path, dst, tile_size=128, overlap=48, progress=False)
+    gdf = predict_crowns(
+        oracle_detector, ortho.path, dst, tile_size=128, overlap=48, progress=False, track=False
+    )
     out = gpd.read_file(dst, layer="crowns")
     assert out.crs.to_epsg() == 32632
     assert list(out.columns) == ["crown_id", "score", "area_m2", "n_tiles", "geometry"]
@@ -88,7 +90,13 @@ def test_crown_spanning_tile_borders_comes_out_once(ortho, oracle_detector, tmp_
 
 def test_canopy_geotiff_and_aoi_summary(ortho, oracle_detector, tmp_path):
     gdf = predict_crowns(
-        oracle_detector, ortho.path, tmp_path / "c.gpkg", tile_size=128, overlap=48, progress=False
+        oracle_detector,
+        ortho.path,
+        tmp_path / "c.gpkg",
+        tile_size=128,
+        overlap=48,
+        progress=False,
+        track=False,
     )
     canopy = rasterize_crowns(gdf, ortho.path, tmp_path / "canopy.tif")
     with rasterio.open(canopy) as src:

@@ -165,7 +165,9 @@ def predict(
     suppress_threshold: float = typer.Option(
         0.5, help="Instance: overlap dropping a weaker same-tile duplicate."
     ),
-    min_area: float = typer.Option(0.0, help="Instance: drop crowns smaller than this (m²)."),
+    min_area: float = typer.Option(
+        0.25, help="Instance: drop crowns smaller than this (m²; 0.25 m² = 25 px at 10 cm)."
+    ),
     canopy: Path | None = typer.Option(None, help="Instance: also write the crowns as a tree-cover GeoTIFF."),
     aoi: Path | None = typer.Option(None, help="Area of interest (GeoJSON/GPKG) for the tree-cover summary."),
     no_resume: bool = typer.Option(False, "--no-resume", help="Semantic: start over instead of resuming."),

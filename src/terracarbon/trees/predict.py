@@ -53,10 +53,16 @@ def predict_tree_cover(
     progress: bool = True,
     scheduler: Any = None,
     device: str | None = None,
+    track: bool = True,
+    run_dir: str | Path | None = None,
 ) -> Path:
-    """Tree-cover map (uint8: 0 no tree, 1 tree, 255 nodata) of an RGB GeoTIFF with a semantic checkpoint."""
+    """Tree-cover map (uint8: 0 no tree, 1 tree, 255 nodata) of an RGB GeoTIFF with a semantic checkpoint.
+
+    With ``track`` the run's energy / CO2e go to ``run_dir`` (default ``<dst folder>/<dst stem>.run/``).
+    """
     from terracarbon.models.registry import load_checkpoint, predictor_from_checkpoint
     from terracarbon.raster.predict import predict_raster
+    from terracarbon.trees._common import tracked
 
     _, _, meta = load_checkpoint(checkpoint)
     if meta.get("task") != "segmentation":
@@ -64,19 +70,22 @@ def predict_tree_cover(
             checkpoint, f"is a {meta.get('task')!r} model; tree cover needs a semantic (segmentation) one"
         )
     predictor = predictor_from_checkpoint(checkpoint)
-    return predict_raster(
-        predictor,
-        src,
-        dst,
-        tile_size=tile_size,
-        overlap=overlap,
-        batch_size=batch_size,
-        backend=backend,
-        resume=resume,
-        progress_bar=progress,
-        scheduler=scheduler,
-        device=device,
-    )
+    dst = Path(dst)
+    rd = Path(run_dir) if run_dir is not None else dst.parent / f"{dst.stem}.run"
+    with tracked(rd, "predict", enabled=track):
+        return predict_raster(
+            predictor,
+            src,
+            dst,
+            tile_size=tile_size,
+            overlap=overlap,
+            batch_size=batch_size,
+            backend=backend,
+            resume=resume,
+            progress_bar=progress,
+            scheduler=scheduler,
+            device=device,
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -319,10 +328,12 @@ def predict_crowns(
     mask_threshold: float = 0.5,
     merge_threshold: float = 0.3,
     suppress_threshold: float = 0.5,
-    min_area_m2: float = 0.0,
+    min_area_m2: float = 0.25,
     batch_size: int = 2,
     device: str | None = None,
     progress: bool = True,
+    track: bool = True,
+    run_dir: str | Path | None = None,
 ):
     """Crown polygons of an RGB GeoTIFF with a Mask R-CNN checkpoint, merged across tiles, as a GeoPackage.
 
@@ -333,7 +344,9 @@ def predict_crowns(
         score_threshold, mask_threshold: detection score and mask probability cut-offs.
         merge_threshold: overlap (over the smaller polygon) joining detections from different tiles.
         suppress_threshold: overlap above which a lower-scoring detection of the same tile is dropped.
-        min_area_m2: drop smaller crowns after merging.
+        min_area_m2: drop smaller crowns after merging (default 0.25 m²: 25 px at 10 cm, below what the imagery can
+            delineate; removes slivers of crowns cut by tile edges that overlap their whole crown too little to merge).
+        track, run_dir: record energy / CO2e in ``run_dir`` (default ``<dst folder>/<dst stem>.run/``).
 
     Returns:
         The crowns GeoDataFrame (also written to ``dst``).
@@ -349,6 +362,45 @@ def predict_crowns(
                 checkpoint, f"is a {meta.get('task')!r} model; crowns need an instance (Mask R-CNN) one"
             )
         scale = float(meta.get("scale", 1.0 / 255.0))
+    from terracarbon.trees._common import tracked
+
+    dst = Path(dst)
+    rd = Path(run_dir) if run_dir is not None else dst.parent / f"{dst.stem}.run"
+    with tracked(rd, "predict", enabled=track):
+        return _predict_crowns(
+            model,
+            src,
+            dst,
+            scale,
+            tile_size,
+            overlap,
+            score_threshold,
+            mask_threshold,
+            merge_threshold,
+            suppress_threshold,
+            min_area_m2,
+            batch_size,
+            device,
+            progress,
+        )
+
+
+def _predict_crowns(
+    model,
+    src,
+    dst,
+    scale,
+    tile_size,
+    overlap,
+    score_threshold,
+    mask_threshold,
+    merge_threshold,
+    suppress_threshold,
+    min_area_m2,
+    batch_size,
+    device,
+    progress,
+):
     geoms, scores, tiles, crs = detect_crowns(
         model,
         src,
@@ -499,6 +551,7 @@ def predict_trees(
                 tile_size=tile_size,
                 overlap=min(overlap, tile_size // 2),
                 progress=progress,
+                track=False,
             )
         if instance_checkpoint is not None:
             gdf = predict_crowns(
@@ -510,6 +563,7 @@ def predict_trees(
                 score_threshold=score_threshold,
                 merge_threshold=merge_threshold,
                 progress=progress,
+                track=False,
             )
             if semantic_checkpoint is None:
                 rasterize_crowns(gdf, src, canopy)
