@@ -207,6 +207,10 @@ def test_checkpoint_roundtrip_and_predictor(tmp_path):
         and pred.fingerprint()
         == TilePredictor(unet, mean=[0.5] * 3, std=[0.3] * 3, out_count=1).fingerprint()
     )
+    # a spec naming an initial-weights file stays loadable after that file is gone
+    ckpt2 = save_checkpoint(tmp_path / "m2.pt", unet, {**spec, "init_from": str(tmp_path / "gone.pt")}, {})
+    _, spec3, meta3 = load_checkpoint(ckpt2)
+    assert "init_from" not in spec3 and meta3["weights_source"]["init_from"].endswith("gone.pt")
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="bad.pt"):
         load_checkpoint(tmp_path / "bad.pt")

@@ -27,6 +27,8 @@ from terracarbon.errors import InputError
 from terracarbon.utils import atomic_path
 
 FORMAT = "terracarbon-model/1"
+# spec keys that only say where initial weights come from (a local file); the saved state_dict holds the weights
+INIT_ONLY_KEYS = ("encoder_weights", "init_from")
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 # architectures defined in other modules, imported on first use
@@ -104,11 +106,27 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, spec: dict[str, Any], meta: dict[str, Any]) -> Path:
-    """Save model weights with their spec and metadata as one portable file, atomically."""
-    payload = {"format": FORMAT, "spec": dict(spec), "state_dict": model.state_dict(), "meta": dict(meta)}
+    """Save model weights with their spec and metadata as one portable file, atomically.
+
+    Spec keys naming initial-weight files (``encoder_weights``, ``init_from``) move to ``meta["weights_source"]``:
+    the file holds the weights, so it loads where those files do not exist.
+    """
+    spec, meta = _portable(spec, meta)
+    payload = {"format": FORMAT, "spec": spec, "state_dict": model.state_dict(), "meta": meta}
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save(payload, tmp)
     return Path(path)
+
+
+def _portable(spec: dict[str, Any], meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec, meta = dict(spec), dict(meta)
+    moved = {k: str(spec.pop(k)) for k in INIT_ONLY_KEYS if spec.get(k) is not None and k in spec}
+    for k in INIT_ONLY_KEYS:
+        if spec.get(k, "") is None:
+            spec.pop(k)
+    if moved:
+        meta["weights_source"] = {**meta.get("weights_source", {}), **moved}
+    return spec, meta
 
 
 def load_checkpoint(
@@ -126,7 +144,9 @@ def load_checkpoint(
         raise InputError(
             path, f"not a terracarbon model file (expected format {FORMAT!r}); export it with save_checkpoint"
         )
-    model = build_model(payload["spec"])
+    spec, meta = _portable(payload["spec"], payload["meta"])
+    payload["spec"], payload["meta"] = spec, meta
+    model = build_model(spec)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
