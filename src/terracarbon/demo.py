@@ -135,13 +135,13 @@ def run_demo(
         timings[name] = round(time.perf_counter() - t, 1)
 
     t = time.perf_counter()
-    con.print(f"[bold]1/5[/] generating a {size}×{size} px synthetic scene (seed {seed})")
+    con.print(f"[bold]1/6[/] generating a {size}×{size} px synthetic scene (seed {seed})")
     scene = make_scene(out / "scene", size=size, seed=seed)
     lap("scene_s", t)
     con.print(f"    label noise floor RMSE {scene.noise_floor_rmse:.1f} Mg/ha")
 
     t = time.perf_counter()
-    con.print("[bold]2/5[/] training a U-Net on the sparse labels (top 80 % of rows; bottom 20 % held out)")
+    con.print("[bold]2/6[/] training a U-Net on the sparse labels (top 80 % of rows; bottom 20 % held out)")
     res = train_biomass(
         [scene],
         epochs=epochs,
@@ -166,14 +166,14 @@ def run_demo(
         lap("rf_baseline_s", t)
 
     t = time.perf_counter()
-    con.print("[bold]3/5[/] predicting the AGB map tile by tile")
+    con.print("[bold]3/6[/] predicting the AGB map tile by tile")
     agb_map = predict_biomass(
         res.checkpoint, scene.stack, out / "agb_map.tif", progress=progress, resume=False
     )
     lap("predict_s", t)
 
     t = time.perf_counter()
-    con.print("[bold]4/5[/] carbon stock over the sample AOI")
+    con.print("[bold]4/6[/] carbon stock over the sample AOI")
     stock = carbon_stock(agb_map, scene.aoi)
     stock_true = carbon_stock(scene.agb, scene.aoi)
     atomic_write_json(
@@ -182,7 +182,7 @@ def run_demo(
     lap("carbon_s", t)
 
     t = time.perf_counter()
-    con.print("[bold]5/5[/] quick-look PNG and summary")
+    con.print("[bold]5/6[/] quick-look PNG and summary")
     m = res.metrics
     png = _quicklook(
         out / "quicklook.png",
@@ -192,6 +192,22 @@ def run_demo(
         f"terracarbon demo: held-out RMSE {m['rmse']:.1f} Mg/ha (label noise floor {m.get('noise_floor_rmse', float('nan')):.1f})",
     )
     lap("quicklook_s", t)
+
+    t = time.perf_counter()
+    con.print("[bold]6/6[/] site assessment over the parcels and the offline HTML report")
+    from terracarbon.assess import assess
+    from terracarbon.report import build_report
+
+    site = assess(
+        scene.root,
+        scene.parcels or scene.aoi,
+        {"biomass": res.checkpoint},
+        out / "assessment",
+        layers={"biomass": agb_map},  # reuse the map predicted above: nothing is predicted twice
+        progress=progress,
+    )
+    report = build_report(site.run_dir, title="terracarbon demo: sample site")
+    lap("assess_s", t)
 
     summary: dict[str, Any] = {
         "out_dir": str(out),
@@ -231,6 +247,8 @@ def run_demo(
             "quicklook": str(png),
             "carbon_stock": str(out / "carbon_stock.json"),
             "model_card": str(res.model_card) if res.model_card else None,
+            "assessment": str(site.json_path),
+            "report": str(report),
         },
         "timings_s": timings,
         "total_s": round(time.perf_counter() - t0, 1),
@@ -266,6 +284,7 @@ def run_demo(
         table.add_row(k, v)
     con.print(table)
     con.print(
-        f"outputs in [bold]{out}/[/]: agb_map.tif, carbon_stock.json, quicklook.png, summary.json, model/"
+        f"outputs in [bold]{out}/[/]: agb_map.tif, carbon_stock.json, quicklook.png, summary.json, model/, "
+        f"assessment/ (report: {report})"
     )
     return json.loads(json.dumps(summary, default=str))

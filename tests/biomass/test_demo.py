@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from rich.console import Console
 
@@ -41,5 +43,16 @@ def test_run_demo_writes_all_outputs(tmp_path):
         json.loads((out / "summary.json").read_text())["carbon_stock"]["co2e_total_t"]
         == summary["carbon_stock"]["co2e_total_t"]
     )
+    # the demo ends with a site assessment and its offline report
+    assessment = json.loads((out / "assessment" / "assessment.json").read_text())
+    assert "biomass" in json.dumps(assessment)
+    assert summary["files"]["report"].endswith(".html")
+    assert Path(summary["files"]["report"]).exists()
+    # the demo's model card carries the tracked training emissions, in the Hub's schema (read back by ModelCard)
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "model" / "README.md")
+    tracked = json.loads((out / "model" / "emissions.json").read_text())
+    assert card.data.co2_eq_emissions["emissions"] == pytest.approx(tracked["emissions_g"])
     text = con.export_text()
     assert "CO2e stock (t)" in text and "label noise floor" in text
