@@ -21,7 +21,7 @@ def one_thread():
         torch.set_num_threads(n)
 
 
-#: CI-sized training recipe (tiny U-Net, 64 px tiles); see docs/readme/landcover.md
+#: CI-sized training recipe (tiny U-Net, 64 px tiles); see the README section on land cover
 TRAIN_KW = dict(model="unet-tiny", epochs=14, lr=1e-2, batch_size=8)  # default weighting: inverse, capped 10
 
 
