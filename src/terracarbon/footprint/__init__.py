@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cards import read_model_card, write_model_card
-from .track import EmissionsTracking, format_result, load_emissions, track_emissions
+from .track import EmissionsTracking, format_result, load_emissions, track_emissions, tracked
 
 __all__ = [
     "EmissionsTracking",
@@ -23,6 +23,7 @@ __all__ = [
     "load_emissions",
     "read_model_card",
     "track_emissions",
+    "tracked",
     "write_model_card",
     "mine_hub",
     "classify",

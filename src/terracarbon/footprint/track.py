@@ -30,12 +30,13 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -471,3 +472,41 @@ def track_command(
         run.result["returncode"] = returncode
         write_json_atomic(Path(out_dir) / "emissions.json", run.result)
     return TrackedCommand(returncode, run.result, Path(out_dir))
+
+
+class TrackedRun:
+    """What :func:`tracked` yields: ``result`` is the tracking result dict (or None) once the block has ended."""
+
+    result: dict[str, Any] | None = None
+
+
+@contextlib.contextmanager
+def tracked(
+    out_dir: str | Path, task_name: str, enabled: bool = True, country_iso_code: str = "USA"
+) -> Iterator[TrackedRun]:
+    """Wrap a block in :func:`track_emissions`; a tracker failure never breaks the tracked work.
+
+    Used by every train / predict / pretrain API of terracarbon::
+
+        with tracked(run_dir, "train", enabled=track) as run:
+            ...
+        footprint = run.result  # None when tracking was disabled or failed
+    """
+    holder = TrackedRun()
+    tracker = None
+    if enabled:
+        try:
+            tracker = track_emissions(out_dir, task_name, country_iso_code=country_iso_code)
+            tracker.__enter__()
+        except Exception as exc:  # pragma: no cover - depends on codecarbon / the machine
+            logging.getLogger(__name__).warning("emissions tracking unavailable: %s", exc)
+            tracker = None
+    try:
+        yield holder
+    finally:
+        if tracker is not None:
+            try:
+                tracker.__exit__(None, None, None)
+                holder.result = dict(getattr(tracker, "result", None) or {}) or None
+            except Exception as exc:  # pragma: no cover
+                logging.getLogger(__name__).warning("emissions tracking failed: %s", exc)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
+
+from terracarbon.footprint.track import tracked  # noqa: F401 (re-exported for this domain)
 
 log = logging.getLogger("terracarbon.landcover")
 
@@ -43,37 +42,3 @@ def resolve_spec(model: str | dict[str, Any], in_channels: int, classes: int) ->
     spec.setdefault("in_channels", in_channels)
     spec.setdefault("classes", classes)
     return spec
-
-
-class _Holder:
-    result: dict[str, Any] | None = None
-
-
-@contextlib.contextmanager
-def tracked(
-    out_dir: str | Path, task_name: str, *, enabled: bool = True, country_iso_code: str = "USA"
-) -> Iterator[_Holder]:
-    """Wrap a block in :func:`terracarbon.footprint.track_emissions`; a tracker failure never breaks the run.
-
-    After the block, ``holder.result`` is the tracker's result dict (or None).
-    """
-    holder = _Holder()
-    tracker = None
-    if enabled:
-        try:
-            from terracarbon.footprint import track_emissions
-
-            tracker = track_emissions(out_dir, task_name, country_iso_code=country_iso_code)
-            tracker.__enter__()
-        except Exception as exc:  # pragma: no cover - depends on codecarbon / the machine
-            log.warning("emissions tracking unavailable: %s", exc)
-            tracker = None
-    try:
-        yield holder
-    finally:
-        if tracker is not None:
-            try:
-                tracker.__exit__(None, None, None)
-                holder.result = dict(getattr(tracker, "result", None) or {}) or None
-            except Exception as exc:  # pragma: no cover
-                log.warning("emissions tracking failed: %s", exc)

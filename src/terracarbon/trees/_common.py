@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from terracarbon.footprint.track import tracked  # noqa: F401 (re-exported for this domain)
 
 log = logging.getLogger(__name__)
 
@@ -40,35 +40,6 @@ class TreesTrainResult:
         d["checkpoint"] = str(self.checkpoint)
         d["out_dir"] = None if self.out_dir is None else str(self.out_dir)
         return d
-
-
-class _Holder:
-    result: dict[str, Any] | None = None
-
-
-@contextlib.contextmanager
-def tracked(out_dir: str | Path, task_name: str, enabled: bool = True) -> Iterator[_Holder]:
-    """Wrap a block in :func:`terracarbon.footprint.track_emissions`; a tracker failure never breaks the run."""
-    holder = _Holder()
-    tracker = None
-    if enabled:
-        try:
-            from terracarbon.footprint import track_emissions
-
-            tracker = track_emissions(out_dir, task_name)
-            tracker.__enter__()
-        except Exception as exc:  # pragma: no cover - depends on codecarbon / the machine
-            log.warning("emissions tracking unavailable: %s", exc)
-            tracker = None
-    try:
-        yield holder
-    finally:
-        if tracker is not None:
-            try:
-                tracker.__exit__(None, None, None)
-                holder.result = dict(getattr(tracker, "result", None) or {}) or None
-            except Exception as exc:  # pragma: no cover
-                log.warning("emissions tracking failed: %s", exc)
 
 
 def write_card(
