@@ -9,8 +9,6 @@ from typing import Any
 
 from terracarbon.errors import InputError
 
-from ._track import tracked
-
 __all__ = ["predict_biomass", "check_bands"]
 
 
@@ -101,28 +99,30 @@ def _predict(
     track,
     run_dir,
 ) -> Path:
-    from terracarbon.models.registry import load_checkpoint, predictor_from_checkpoint
-    from terracarbon.raster.predict import predict_raster
+    from terracarbon.raster.predict import predict_checkpoint
 
     src, dst, checkpoint = Path(src), Path(dst), Path(checkpoint)
-    _, _, meta = load_checkpoint(checkpoint)
-    if meta.get("task", "regression") != "regression":
-        raise InputError(checkpoint, f"is a {meta.get('task')!r} model, not a biomass regression model")
-    check_bands(meta, src)
-    predictor = predictor_from_checkpoint(checkpoint)
-    predictor.tags = {**dict(predictor.tags), "units": "Mg/ha", "model": checkpoint.name}
-    rd = Path(run_dir) if run_dir is not None else dst.parent / f"{dst.stem}.run"
-    with tracked(rd, "predict", enabled=track):
-        return predict_raster(
-            predictor,
-            src,
-            dst,
-            tile_size=tile_size,
-            overlap=overlap,
-            batch_size=batch_size,
-            backend=backend,
-            resume=resume,
-            progress_bar=progress,
-            scheduler=scheduler,
-            on_strip=on_strip,
-        )
+
+    def validate(spec: dict, meta: dict) -> None:
+        if meta.get("task", "regression") != "regression":
+            raise InputError(checkpoint, f"is a {meta.get('task')!r} model, not a biomass regression model")
+        check_bands(meta, src)
+
+    return predict_checkpoint(
+        checkpoint,
+        src,
+        dst,
+        validate=validate,
+        tags={"units": "Mg/ha"},
+        track=track,
+        run_dir=run_dir,
+        run_name="predict",
+        tile_size=tile_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        backend=backend,
+        resume=resume,
+        progress_bar=progress,
+        scheduler=scheduler,
+        on_strip=on_strip,
+    )

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from terracarbon.errors import InputError
-from terracarbon.landcover._common import tracked
 
 __all__ = ["predict_landcover"]
 
@@ -44,46 +43,46 @@ def predict_landcover(
     address, or ``"local:N"``. With ``track`` the run's energy and CO2e go to ``run_dir`` (default
     ``<dst folder>/<dst stem>.run/``). Returns ``dst``.
     """
-    from terracarbon.models.registry import load_checkpoint, predictor_from_checkpoint
     from terracarbon.raster.io import open_raster
-    from terracarbon.raster.predict import predict_raster
+    from terracarbon.raster.predict import predict_checkpoint
 
     checkpoint, src, dst = Path(checkpoint), Path(src), Path(dst)
-    _, spec, meta = load_checkpoint(checkpoint)
-    if meta.get("task") != "segmentation" or not meta.get("class_names"):
-        raise InputError(checkpoint, f"is a {meta.get('task')!r} model, not a land-cover segmentation model")
-    in_bands = list(meta.get("in_bands") or [1, 2, 3])
-    with open_raster(src) as ds:
-        count = ds.count
-    if count < max(in_bands):
-        raise InputError(
-            src,
-            f"has {count} band(s) but the model reads bands {in_bands} ({', '.join(meta.get('bands') or [])})",
-        )
-    if tile_size % 32:
-        raise InputError(
-            checkpoint, f"tile_size {tile_size} is not a multiple of 32 (needed by {spec.get('arch')})"
-        )
-    predictor = predictor_from_checkpoint(checkpoint)
-    predictor.tags = {
-        **dict(predictor.tags),
-        "model": checkpoint.name,
-        "dataset": str(meta.get("dataset", "")),
-        "product": "land cover (LandCover.ai classes)",
-    }
-    rd = Path(run_dir) if run_dir is not None else dst.parent / f"{dst.stem}.run"
-    with tracked(rd, "landcover-predict", enabled=track):
-        return predict_raster(
-            predictor,
-            src,
-            dst,
-            tile_size=tile_size,
-            overlap=overlap,
-            batch_size=batch_size,
-            backend=backend,
-            resume=resume,
-            progress_bar=progress,
-            scheduler=scheduler,
-            device=device,
-            on_strip=on_strip,
-        )
+
+    def validate(spec: dict, meta: dict) -> dict:
+        if meta.get("task") != "segmentation" or not meta.get("class_names"):
+            raise InputError(
+                checkpoint, f"is a {meta.get('task')!r} model, not a land-cover segmentation model"
+            )
+        in_bands = list(meta.get("in_bands") or [1, 2, 3])
+        with open_raster(src) as ds:
+            count = ds.count
+        if count < max(in_bands):
+            raise InputError(
+                src,
+                f"has {count} band(s) but the model reads bands {in_bands} ({', '.join(meta.get('bands') or [])})",
+            )
+        if tile_size % 32:
+            raise InputError(
+                checkpoint, f"tile_size {tile_size} is not a multiple of 32 (needed by {spec.get('arch')})"
+            )
+        return {"dataset": str(meta.get("dataset", ""))}
+
+    return predict_checkpoint(
+        checkpoint,
+        src,
+        dst,
+        validate=validate,
+        tags={"product": "land cover (LandCover.ai classes)"},
+        track=track,
+        run_dir=run_dir,
+        run_name="landcover-predict",
+        tile_size=tile_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        backend=backend,
+        resume=resume,
+        progress_bar=progress,
+        scheduler=scheduler,
+        device=device,
+        on_strip=on_strip,
+    )

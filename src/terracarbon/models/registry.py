@@ -161,15 +161,24 @@ def predictor_from_checkpoint(path: str | Path, **overrides: Any):
     ``meta["task"] == "regression"`` keeps band 1 (and undoes ``meta["target_scale"]``/``target_offset``);
     ``"segmentation"`` writes the argmax class as a paletted uint8 map with class names.
     """
+    model, _, meta = load_checkpoint(path)
+    return predictor_from_loaded(
+        model, meta, onnx_cache=Path(path).with_suffix(".onnx"), source=path, **overrides
+    )
+
+
+def predictor_from_loaded(
+    model: nn.Module, meta: dict[str, Any], *, source: str | Path | None = None, **overrides: Any
+):
+    """Like :func:`predictor_from_checkpoint`, for a model and meta already loaded (no second read of the file)."""
     from terracarbon.raster.predict import TilePredictor
 
-    model, spec, meta = load_checkpoint(path)
     task = meta.get("task", "regression")
     common = {
         "in_bands": meta.get("in_bands"),
         "mean": meta.get("mean"),
         "std": meta.get("std"),
-        "onnx_cache": Path(path).with_suffix(".onnx"),
+        "onnx_cache": None,
     }
     common.update({k: v for k, v in overrides.items() if k in common})
     rest = {k: v for k, v in overrides.items() if k not in common}
@@ -191,4 +200,4 @@ def predictor_from_checkpoint(path: str | Path, **overrides: Any):
             **common,
             **rest,
         )
-    raise InputError(path, f"task {task!r} cannot be predicted tile by tile with this engine")
+    raise InputError(source, f"task {task!r} cannot be predicted tile by tile with this engine")

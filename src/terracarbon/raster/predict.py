@@ -551,6 +551,41 @@ def predict_raster(
     return dst_path
 
 
+def predict_checkpoint(
+    checkpoint: str | Path,
+    src_path: str | Path,
+    dst_path: str | Path,
+    *,
+    validate: Callable[[dict[str, Any], dict[str, Any]], Mapping[str, Any] | None] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    track: bool = True,
+    run_dir: str | Path | None = None,
+    run_name: str = "predict",
+    **engine_kwargs: Any,
+) -> Path:
+    """Predict a raster with a terracarbon checkpoint: the one entry point every domain's ``predict`` uses.
+
+    Loads the checkpoint once, lets ``validate(spec, meta)`` reject a model of the wrong kind (raise
+    :class:`InputError`; it may return extra output tags), builds its :class:`TilePredictor` (finalize chosen by the checkpoint's task), adds ``tags`` to
+    the output, and runs :func:`predict_raster` (``engine_kwargs``: tile_size, overlap, batch_size, backend, resume,
+    progress_bar, scheduler, device, on_strip) with the run's energy and CO2e recorded in ``run_dir`` (default
+    ``<dst folder>/<dst stem>.run/``).
+    """
+    from terracarbon.footprint.track import tracked
+    from terracarbon.models.registry import load_checkpoint, predictor_from_loaded
+
+    checkpoint, dst_path = Path(checkpoint), Path(dst_path)
+    model, spec, meta = load_checkpoint(checkpoint)
+    extra = (validate(spec, meta) if validate is not None else None) or {}
+    predictor = predictor_from_loaded(
+        model, meta, onnx_cache=checkpoint.with_suffix(".onnx"), source=checkpoint
+    )
+    predictor.tags = {**dict(predictor.tags), "model": checkpoint.name, **dict(tags or {}), **dict(extra)}
+    rd = Path(run_dir) if run_dir is not None else dst_path.parent / f"{dst_path.stem}.run"
+    with tracked(rd, run_name, enabled=track):
+        return predict_raster(predictor, src_path, dst_path, **engine_kwargs)
+
+
 def _create_partial(
     path: Path, predictor: TilePredictor, height, width, crs, transform, rows_per_strip: int
 ) -> None:

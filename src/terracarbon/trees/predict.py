@@ -60,32 +60,31 @@ def predict_tree_cover(
 
     With ``track`` the run's energy / CO2e go to ``run_dir`` (default ``<dst folder>/<dst stem>.run/``).
     """
-    from terracarbon.models.registry import load_checkpoint, predictor_from_checkpoint
-    from terracarbon.raster.predict import predict_raster
-    from terracarbon.trees._common import tracked
+    from terracarbon.raster.predict import predict_checkpoint
 
-    _, _, meta = load_checkpoint(checkpoint)
-    if meta.get("task") != "segmentation":
-        raise InputError(
-            checkpoint, f"is a {meta.get('task')!r} model; tree cover needs a semantic (segmentation) one"
-        )
-    predictor = predictor_from_checkpoint(checkpoint)
-    dst = Path(dst)
-    rd = Path(run_dir) if run_dir is not None else dst.parent / f"{dst.stem}.run"
-    with tracked(rd, "predict", enabled=track):
-        return predict_raster(
-            predictor,
-            src,
-            dst,
-            tile_size=tile_size,
-            overlap=overlap,
-            batch_size=batch_size,
-            backend=backend,
-            resume=resume,
-            progress_bar=progress,
-            scheduler=scheduler,
-            device=device,
-        )
+    def validate(spec: dict, meta: dict) -> None:
+        if meta.get("task") != "segmentation":
+            raise InputError(
+                checkpoint, f"is a {meta.get('task')!r} model; tree cover needs a semantic (segmentation) one"
+            )
+
+    return predict_checkpoint(
+        checkpoint,
+        src,
+        dst,
+        validate=validate,
+        track=track,
+        run_dir=run_dir,
+        run_name="predict",
+        tile_size=tile_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        backend=backend,
+        resume=resume,
+        progress_bar=progress,
+        scheduler=scheduler,
+        device=device,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
