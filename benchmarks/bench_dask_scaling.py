@@ -189,7 +189,9 @@ def main() -> None:
                     cluster, client, startup, wthreads = clusters[n]
                     name, workers, threads = f"dask local:{n}", n, 1
                     c0, w0, t = cpu_self(), cpu_workers(client), time.perf_counter()
-                    out = predict_raster(predictor, src, work / f"dask_{n}.tif", scheduler=client, **opts)
+                    out = predict_raster(
+                        predictor, src, work / f"dask_{n}.tif", scheduler=client, worker_threads=1, **opts
+                    )
                     wall = time.perf_counter() - t
                     c_client, c_workers = cpu_self() - c0, cpu_workers(client) - w0
                     cpu = c_client + c_workers
