@@ -12,7 +12,6 @@ runs them over large orthomosaics.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import torch
 
 from terracarbon.data.oam_tcd import OAMTCDDataset, instance_collate
 from terracarbon.errors import ConfigError, InputError
-from terracarbon.trees._common import RGB_BANDS, TreesTrainResult, tracked, trainer_kwargs, write_card
+from terracarbon.trees._common import RGB_BANDS, TreesTrainResult, write_card
 from terracarbon.utils import atomic_write_json
 
 DEFAULT_INSTANCE_SPEC: dict[str, Any] = {
@@ -203,25 +202,20 @@ def train_instance(
     steps = epochs * len(loader)
     n_dev = devices if isinstance(devices, int) and devices > 0 else 1
     task = InstanceSegmentationTask(model, lr=lr, total_steps=max(1, -(-steps // n_dev)))
-    from terracarbon.trees.semantic import _History
+    from terracarbon.trees.semantic import fit_tracked
 
-    hist = _History()
-    trainer = L.Trainer(
-        **trainer_kwargs(
-            epochs=epochs,
-            devices=devices,
-            strategy=strategy,
-            accelerator=accelerator,
-            max_minutes=max_minutes,
-            progress=progress,
-        ),
-        callbacks=[hist.cb],
+    model, wall, history, footprint = fit_tracked(
+        task,
+        loader,
+        out_dir=out_dir,
+        track=track,
+        epochs=epochs,
+        devices=devices,
+        strategy=strategy,
+        accelerator=accelerator,
+        max_minutes=max_minutes,
+        progress=progress,
     )
-    t0 = time.perf_counter()
-    with tracked(out_dir, "train", enabled=track) as tr:
-        trainer.fit(task, loader)
-    wall = time.perf_counter() - t0
-    model = task.model.cpu().eval()
 
     eval_split = "val" if fold is not None else "test"
     try:
@@ -248,12 +242,11 @@ def train_instance(
             "patch_size": patch_size,
         },
     )
-    footprint = tr.result
     result = TreesTrainResult(
         checkpoint=ckpt,
         mode="instance",
         metrics=metrics,
-        history=hist.cb.rows,
+        history=history,
         wall_time_s=wall,
         trainable_params=trainable,
         total_params=total,

@@ -177,6 +177,21 @@ class _History:
         self.cb = CB()
 
 
+def fit_tracked(
+    task, loader, *, out_dir, track: bool, **trainer_opts
+) -> tuple[torch.nn.Module, float, list, dict | None]:
+    """Fit ``task`` with the trees trainer settings, energy/CO2e tracked; returns (model, wall s, history, footprint)."""
+    import lightning as L
+
+    hist = _History()
+    trainer = L.Trainer(**trainer_kwargs(**trainer_opts), callbacks=[hist.cb])
+    t0 = time.perf_counter()
+    with tracked(out_dir, "train", enabled=track) as tr:
+        trainer.fit(task, loader)
+    wall = time.perf_counter() - t0
+    return task.model.cpu().eval(), wall, hist.cb.rows, tr.result
+
+
 def train_semantic(
     root: str | Path,
     out_dir: str | Path,
@@ -249,23 +264,18 @@ def train_semantic(
         generator=torch.Generator().manual_seed(seed),
         drop_last=len(train_ds) * samples_per_tile > batch_size,
     )
-    hist = _History()
-    trainer = L.Trainer(
-        **trainer_kwargs(
-            epochs=epochs,
-            devices=devices,
-            strategy=strategy,
-            accelerator=accelerator,
-            max_minutes=max_minutes,
-            progress=progress,
-        ),
-        callbacks=[hist.cb],
+    model, wall, history, footprint = fit_tracked(
+        task,
+        loader,
+        out_dir=out_dir,
+        track=track,
+        epochs=epochs,
+        devices=devices,
+        strategy=strategy,
+        accelerator=accelerator,
+        max_minutes=max_minutes,
+        progress=progress,
     )
-    t0 = time.perf_counter()
-    with tracked(out_dir, "train", enabled=track) as tr:
-        trainer.fit(task, loader)
-    wall = time.perf_counter() - t0
-    model = task.model.cpu().eval()
 
     eval_split = "val" if fold is not None else "test"
     try:
@@ -293,12 +303,11 @@ def train_semantic(
             "seed": seed,
         },
     )
-    footprint = tr.result
     result = TreesTrainResult(
         checkpoint=ckpt,
         mode="semantic",
         metrics=metrics,
-        history=hist.cb.rows,
+        history=history,
         wall_time_s=wall,
         trainable_params=trainable,
         total_params=total,
