@@ -7,6 +7,7 @@ import torch
 
 from terracarbon.errors import ConfigError, InputError
 from terracarbon.gfm.pretrain import (
+    encoder_band_norm,
     gfm_spec_from_encoder,
     pretrain_simmim,
     random_block_mask,
@@ -58,6 +59,9 @@ def test_pretraining_lowers_reconstruction_loss_and_checkpoint_loads(stacks, tmp
     for k, v in ck["state_dict"].items():
         assert torch.equal(model.encoder.model.state_dict()[k], v), k
     assert model.load_report.layout == "timm"
+    # fine-tuning reuses the pretraining normalisation, but only for the same bands
+    assert encoder_band_norm(out, res.bands) == (res.mean, res.std)
+    assert encoder_band_norm(out, ["B1", "B2"]) is None
 
 
 def test_pretrain_rejects_bad_input(tmp_path, make_stack):
@@ -71,3 +75,23 @@ def test_pretrain_rejects_bad_input(tmp_path, make_stack):
     with pytest.raises(InputError, match="not a terracarbon GFM encoder"):
         torch.save({"x": torch.zeros(1)}, tmp_path / "other.pt")
         read_encoder_checkpoint(tmp_path / "other.pt")
+
+
+def test_visible_weight_adds_the_visible_pixels_to_the_loss():
+    from terracarbon.gfm.pretrain import SimMIM
+    from terracarbon.models.gfm import SwinEncoder
+
+    x = torch.randn(2, 3, 32, 32)
+    valid = torch.ones(2, 32, 32, dtype=torch.bool)
+    mask = random_block_mask(2, (8, 8), 2, 0.5, torch.Generator().manual_seed(1))
+    pix = mask.repeat_interleave(4, 1).repeat_interleave(4, 2).unsqueeze(1)
+    rec = x + (1.0 - pix)  # perfect on masked pixels, off by exactly 1 on visible pixels
+    losses = {}
+    for vw in (0.0, 1.0):
+        m = SimMIM(SwinEncoder(3, img_size=32, **MINI), mask_patch_size=8, mask_ratio=0.5, visible_weight=vw)
+        m.reconstruct = lambda *_: rec
+        losses[vw] = float(m.loss(x, valid, mask))
+    assert losses[0.0] == pytest.approx(0.0, abs=1e-6)  # SimMIM proper ignores visible pixels
+    assert losses[1.0] == pytest.approx(0.5, abs=1e-4)  # half the pixels visible, each off by 1
+    with pytest.raises(ConfigError, match="visible_weight"):
+        SimMIM(SwinEncoder(3, img_size=32, **MINI), mask_patch_size=8, visible_weight=-1.0)

@@ -69,3 +69,12 @@ def test_subsample_labels_keeps_k_percent_with_validation_footprints(tmp_path):
         assert np.isfinite(a[int(round(0.8 * a.shape[0])) :]).any()  # validation rows keep >= 1 footprint
         counts.append(kept.sum())
     assert counts[0] < counts[1] < counts[2] == full
+
+
+def test_train_biomass_band_norm_must_match_the_bands(tmp_path):
+    from terracarbon.biomass.train import train_biomass
+    from terracarbon.data.scenes import make_scene
+
+    sc = make_scene(tmp_path / "s", size=64, seed=0)
+    with pytest.raises(ConfigError, match="band_norm has 2/2 values for 12 bands"):
+        train_biomass([sc], band_norm=([0.0, 0.0], [1.0, 1.0]), out_dir=tmp_path / "run", progress=False)

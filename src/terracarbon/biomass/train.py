@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,7 @@ def train_biomass(
     label_bias: float = 0.8,
     num_workers: int = 0,
     eval_tile_size: int = 256,
+    band_norm: tuple[Sequence[float], Sequence[float]] | None = None,
     progress: bool = True,
     track: bool = True,
 ) -> TrainResult:
@@ -151,6 +153,8 @@ def train_biomass(
         loss: ``"mse"`` | ``"huber"`` | ``"l1"``.
         label_bias: probability that a crop is placed around a labelled pixel.
         eval_tile_size: tile size of validation tiles and of the test prediction.
+        band_norm: per-band ``(mean, std)`` to normalise inputs with instead of the training stack's statistics,
+            e.g. those a pretrained encoder was trained with (a foundation model expects its own normalisation).
         progress: show progress bars. track: measure energy/CO2e with :mod:`terracarbon.footprint`.
 
     Returns:
@@ -196,7 +200,14 @@ def train_biomass(
         val = train
         train_region, val_region = (0.0, 1.0 - val_fraction), (1.0 - val_fraction, 1.0)
 
-    mean, std = band_stats(train, train_region)
+    if band_norm is not None:
+        mean, std = [float(v) for v in band_norm[0]], [float(v) for v in band_norm[1]]
+        if len(mean) != len(bands) or len(std) != len(bands):
+            raise ConfigError(f"band_norm has {len(mean)}/{len(std)} values for {len(bands)} bands ({bands})")
+        if min(std) <= 0:
+            raise ConfigError("band_norm standard deviations must be > 0")
+    else:
+        mean, std = band_stats(train, train_region)
     t_mean, t_std, n_labels = label_stats(train, train_region)
     log.info("training on %d labelled pixels; target mean %.1f std %.1f Mg/ha", n_labels, t_mean, t_std)
 

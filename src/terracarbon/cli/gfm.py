@@ -41,6 +41,12 @@ def _command() -> str:
 _SIZE = typer.Option("tiny", help="Swin size: tiny | base.")
 _VARIANT = typer.Option("swin", help="swin (timm Swin v1) | swinv2 (Swin v2, SatlasPretrain's family).")
 _PATCH = typer.Option(4, help="Swin patch size.")
+_MASK_RATIO = typer.Option(0.3, help="Fraction of mask blocks masked (SimMIM as published: 0.6).")
+_VISIBLE = typer.Option(
+    1.0,
+    help="Loss weight of visible pixels (SimMIM as published: 0 = masked pixels only; 1 keeps each token's own "
+    "content, which frozen-encoder fine-tunes need).",
+)
 _WINDOW = typer.Option(None, help="Attention window (default 7 for v1, 8 for v2).")
 _EMBED = typer.Option(None, help="Override the Swin width (e.g. 48 for a CPU-sized model).")
 _DEPTHS = typer.Option(None, help="Override stage depths, e.g. '2,2,2,2'.")
@@ -64,7 +70,8 @@ def pretrain(
     depths: str = _DEPTHS,
     num_heads: str = _HEADS,
     mask_patch_size: int = typer.Option(16, help="SimMIM mask block size in pixels."),
-    mask_ratio: float = typer.Option(0.6, help="Fraction of blocks masked."),
+    mask_ratio: float = _MASK_RATIO,
+    visible_weight: float = _VISIBLE,
     epochs: int = typer.Option(10),
     tiles_per_epoch: int = typer.Option(256),
     val_tiles: int = typer.Option(32, help="Fixed held-out tiles on which the masked L1 is tracked."),
@@ -86,6 +93,7 @@ def pretrain(
         bands=_ints(bands),
         mask_patch_size=mask_patch_size,
         mask_ratio=mask_ratio,
+        visible_weight=visible_weight,
         epochs=epochs,
         tiles_per_epoch=tiles_per_epoch,
         val_tiles=val_tiles,
@@ -141,7 +149,8 @@ def compare(
     pretrain_tiles: int = typer.Option(256, help="SimMIM tiles per epoch."),
     pretrain_lr: float = typer.Option(1e-3),
     mask_patch_size: int = typer.Option(16),
-    mask_ratio: float = typer.Option(0.6),
+    mask_ratio: float = _MASK_RATIO,
+    visible_weight: float = _VISIBLE,
     size: str = _SIZE,
     variant: str = _VARIANT,
     patch: int = _PATCH,
@@ -165,6 +174,9 @@ def compare(
     batch_size: int = typer.Option(16),
     patch_size: int = typer.Option(64, help="Training crop size (also the GFM img_size)."),
     samples_per_epoch: int = typer.Option(256),
+    encoder_norm: bool = typer.Option(
+        True, help="GFM runs normalise bands with the own encoder checkpoint's statistics (else the training stack's)."
+    ),
     seed: int = typer.Option(0),
     devices: str = typer.Option("1"),
     strategy: str = typer.Option("auto"),
@@ -202,7 +214,9 @@ def compare(
         encoder_weights=encoder_weights,
         pretrain_epochs=pretrain_epochs,
         pretrain_tiles_per_epoch=pretrain_tiles,
-        pretrain_kwargs={"lr": pretrain_lr, "mask_patch_size": mask_patch_size, "mask_ratio": mask_ratio},
+        pretrain_kwargs={"lr": pretrain_lr, "mask_patch_size": mask_patch_size, "mask_ratio": mask_ratio,
+            "visible_weight": visible_weight,
+        },
         gfm=g,
         unet={
             "arch": "unet",
@@ -216,6 +230,7 @@ def compare(
         batch_size=batch_size,
         patch_size=patch_size,
         samples_per_epoch=samples_per_epoch,
+        encoder_norm=encoder_norm,
         seed=seed,
         devices=int(devices) if devices.isdigit() else devices,
         strategy=strategy,

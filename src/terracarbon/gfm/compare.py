@@ -92,6 +92,7 @@ def compare_models(
     patch_size: int = 64,
     samples_per_epoch: int = 256,
     patience: int = 100,
+    encoder_norm: bool = True,
     seed: int = 0,
     devices: int | str = 1,
     strategy: str = "auto",
@@ -114,6 +115,9 @@ def compare_models(
         unet: U-Net spec (default ``train_biomass``'s: smp Unet, ResNet-18 encoder, depth 4).
         epochs, lr, batch_size, patch_size, samples_per_epoch, patience, seed, devices, strategy, max_minutes:
             ``train_biomass`` settings, identical for every run; ``lr_frozen`` overrides ``lr`` for frozen runs.
+        encoder_norm: GFM runs (pretrained and random alike, so the pair sees the same inputs) normalise bands with
+            the statistics stored in an own encoder checkpoint when its band names match the training stack's;
+            False = every run uses the training stack's statistics.
         command: the command line to print in the Markdown (the CLI fills it in).
     """
     from terracarbon.biomass.train import DEFAULT_MODEL_SPEC, train_biomass
@@ -181,6 +185,15 @@ def compare_models(
             "rasters": [str(r) for r in rasters],
         }
 
+    gfm_norm = None
+    if encoder_norm and encoder_weights is not None and _is_own(encoder_weights):
+        from terracarbon.gfm.pretrain import encoder_band_norm
+        from terracarbon.raster.io import open_raster
+
+        with open_raster(_scene_stack(train_scenes[0])) as ds:
+            names = [d or f"band{i + 1}" for i, d in enumerate(ds.descriptions)]
+        gfm_norm = encoder_band_norm(encoder_weights, names)
+
     rows: list[dict[str, Any]] = []
     for name in runs:
         desc, is_gfm, init, frozen = RUNS[name]
@@ -219,6 +232,7 @@ def compare_models(
             max_minutes=max_minutes,
             devices=devices,
             strategy=strategy,
+            band_norm=gfm_norm if is_gfm else None,
             progress=progress,
         )
         if is_gfm:
@@ -260,6 +274,7 @@ def compare_models(
         "gfm": gfm,
         "unet": unet or DEFAULT_MODEL_SPEC,
         "encoder_weights": str(encoder_weights) if encoder_weights else None,
+        "gfm_band_norm": "encoder checkpoint" if gfm_norm else "training stack",
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "command": command,
     }
