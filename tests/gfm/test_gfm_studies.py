@@ -78,3 +78,56 @@ def test_train_biomass_band_norm_must_match_the_bands(tmp_path):
     sc = make_scene(tmp_path / "s", size=64, seed=0)
     with pytest.raises(ConfigError, match="band_norm has 2/2 values for 12 bands"):
         train_biomass([sc], band_norm=([0.0, 0.0], [1.0, 1.0]), out_dir=tmp_path / "run", progress=False)
+
+
+def test_eco_region_transfer_rows_and_normalisation(tmp_path):
+    """Source on region 0 with the own encoder's band statistics; fine-tunes keep the source model's statistics."""
+    import torch
+
+    from terracarbon.gfm.pretrain import pretrain_simmim, read_encoder_checkpoint
+    from terracarbon.gfm.transfer import eco_region_transfer, make_region_scenes
+
+    scenes = make_region_scenes(tmp_path / "scenes", [0, 1], train_per_region=1, test_per_region=1, size=160)
+    enc = pretrain_simmim(
+        [s.stack for s in scenes[1]["train"]],  # statistics of region 1 differ from the source region's
+        tmp_path / "enc" / "encoder.pt",
+        img_size=32,
+        mask_patch_size=8,
+        epochs=1,
+        tiles_per_epoch=8,
+        val_tiles=4,
+        batch_size=4,
+        progress=False,
+        accelerator="cpu",
+        track=False,
+        **{**MINI, "depths": (1, 1, 1, 1)},
+    ).checkpoint
+    res = eco_region_transfer(
+        tmp_path / "tr",
+        regions=[0, 1],
+        source=0,
+        fractions=[0.5],
+        scenes=scenes,
+        encoder_weights=enc,
+        gfm={"decoder": "conv", "head_upsample": "pixelshuffle", "head_kernel_size": 1},
+        epochs=1,
+        samples_per_epoch=8,
+        batch_size=4,
+        patch_size=32,
+        baseline=True,
+        progress=False,
+    )
+    settings = [(r["target_region"], r["setting"]) for r in res.rows]
+    assert settings == [
+        (0, "in-domain (source)"),
+        (1, "zero-shot"),
+        (1, "fine-tune from source"),
+        (1, "target only (no source)"),
+    ]
+    assert all(np.isfinite(r["rmse"]) for r in res.rows)
+    enc_mean = read_encoder_checkpoint(enc)["mean"]
+    src = torch.load(res.source_checkpoint, weights_only=False)["meta"]
+    ft = torch.load(tmp_path / "tr" / "finetune_region1_k50" / "model.pt", weights_only=False)["meta"]
+    assert src["mean"] == pytest.approx(enc_mean) and ft["mean"] == pytest.approx(src["mean"])
+    with open(res.csv) as fh:
+        assert len(list(csv.DictReader(fh))) == 4

@@ -103,12 +103,12 @@ def resolve_scene(scene: Any) -> tuple[Path, Path, str]:
 
 def load_scene(scene: Any, bands: list[str] | None = None, need_labels: bool = True) -> SceneArrays:
     """Read a scene's stack and labels into memory, validating them (clear :class:`InputError` on bad input)."""
-    from terracarbon.raster.io import open_raster
+    from terracarbon.raster.io import band_names, open_raster
 
     stack_path, labels_path, name = resolve_scene(scene)
     with open_raster(stack_path) as ds:
         image = ds.read(out_dtype="float32")
-        names = [d or f"band{i + 1}" for i, d in enumerate(ds.descriptions)]
+        names = band_names(ds)
         crs, transform, shape = ds.crs, ds.transform, (ds.height, ds.width)
         valid = np.all(np.isfinite(image), axis=0)
         if ds.nodata is not None and np.isfinite(ds.nodata):

@@ -175,7 +175,8 @@ def compare(
     patch_size: int = typer.Option(64, help="Training crop size (also the GFM img_size)."),
     samples_per_epoch: int = typer.Option(256),
     encoder_norm: bool = typer.Option(
-        True, help="GFM runs normalise bands with the own encoder checkpoint's statistics (else the training stack's)."
+        True,
+        help="GFM runs normalise bands with the own encoder checkpoint's statistics (else the training stack's).",
     ),
     seed: int = typer.Option(0),
     devices: str = typer.Option("1"),
@@ -214,7 +215,10 @@ def compare(
         encoder_weights=encoder_weights,
         pretrain_epochs=pretrain_epochs,
         pretrain_tiles_per_epoch=pretrain_tiles,
-        pretrain_kwargs={"lr": pretrain_lr, "mask_patch_size": mask_patch_size, "mask_ratio": mask_ratio,
+        pretrain_kwargs={
+            "lr": pretrain_lr,
+            "mask_patch_size": mask_patch_size,
+            "mask_ratio": mask_ratio,
             "visible_weight": visible_weight,
         },
         gfm=g,

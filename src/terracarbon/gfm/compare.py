@@ -144,12 +144,11 @@ def compare_models(
     head.setdefault("decoder", "conv")
     geometry.setdefault("img_size", patch_size)
     if head.get("band_adapt") == "select" and head.get("checkpoint_bands") and not head.get("bands"):
-        from terracarbon.raster.io import open_raster
+        from terracarbon.raster.io import read_band_names
 
-        with open_raster(
+        head["bands"] = read_band_names(
             _scene_stack(train_scenes[0])
-        ) as ds:  # the model's bands = the training stack's bands
-            head["bands"] = [d or f"band{i + 1}" for i, d in enumerate(ds.descriptions)]
+        )  # the model's bands = the training stack's
 
     pre_info = None
     needs_pretrained = any(RUNS[r][1] and RUNS[r][2] == "pretrained" for r in runs)
@@ -188,11 +187,9 @@ def compare_models(
     gfm_norm = None
     if encoder_norm and encoder_weights is not None and _is_own(encoder_weights):
         from terracarbon.gfm.pretrain import encoder_band_norm
-        from terracarbon.raster.io import open_raster
+        from terracarbon.raster.io import read_band_names
 
-        with open_raster(_scene_stack(train_scenes[0])) as ds:
-            names = [d or f"band{i + 1}" for i, d in enumerate(ds.descriptions)]
-        gfm_norm = encoder_band_norm(encoder_weights, names)
+        gfm_norm = encoder_band_norm(encoder_weights, read_band_names(_scene_stack(train_scenes[0])))
 
     rows: list[dict[str, Any]] = []
     for name in runs:

@@ -609,7 +609,9 @@ def gfm_spec_from_encoder(path: str | Path, **overrides: Any) -> dict[str, Any]:
     return spec
 
 
-def encoder_band_norm(path: str | Path, bands: Sequence[str] | None = None) -> tuple[list[float], list[float]] | None:
+def encoder_band_norm(
+    path: str | Path, bands: Sequence[str] | None = None
+) -> tuple[list[float], list[float]] | None:
     """The per-band ``(mean, std)`` an own encoder checkpoint was pretrained with, for fine-tuning on the same
     normalisation; None when ``bands`` (the fine-tuning stack's band names) differ from the checkpoint's."""
     obj = read_encoder_checkpoint(path)

@@ -165,9 +165,11 @@ def eco_region_transfer(
     ``model_spec`` must be a GFM spec (``{"arch": "gfm", ...}``, e.g. from
     :func:`terracarbon.gfm.pretrain.gfm_spec_from_encoder`) so that fine-tuning can start from the source weights.
     ``source_checkpoint``: reuse an already trained source model (a terracarbon GFM file) instead of training one.
-    Fine-tunes keep the source model's output calibration: ``train_biomass`` standardises targets with the k %
-    labels' mean/std, so the fine-tuned model gets a fixed output affine map (``output_scale``/``output_shift``)
-    that makes it start exactly where the source model is.
+    Fine-tunes start exactly where the source model is: they normalise the bands with the source model's statistics
+    (not the target scenes'), and, because ``train_biomass`` standardises targets with the k % labels' mean/std,
+    the fine-tuned model gets a fixed output affine map (``output_scale``/``output_shift``) back to the source
+    model's calibration. With an own encoder checkpoint the source model (and the target-only baseline) normalise
+    the bands with the statistics the encoder was pretrained with.
     Without ``model_spec`` the model is a frozen GFM (``gfm`` overrides: size, decoder, geometry) whose encoder comes
     from ``encoder_weights`` or, when None, from own SimMIM pretraining (``pretrain_epochs``, ``pretrain_kwargs``) on
     the unlabelled imagery of every region's training scenes.
@@ -191,6 +193,7 @@ def eco_region_transfer(
             seed=seed,
         )
     pre_info = None
+    encoder_norm = None
     if model_spec is None:
         from terracarbon.gfm.pretrain import gfm_spec_from_encoder, pretrain_simmim
 
@@ -225,6 +228,13 @@ def eco_region_transfer(
             spec = gfm_spec_from_encoder(encoder_weights, **g)
         except Exception:  # a foreign checkpoint (timm / Satlas): geometry from the options
             spec = {"arch": "gfm", **geometry, **g, "encoder_weights": str(encoder_weights)}
+        else:  # an own encoder: train with the band statistics it was pretrained with
+            from terracarbon.gfm.pretrain import encoder_band_norm
+            from terracarbon.raster.io import read_band_names
+
+            encoder_norm = encoder_band_norm(
+                encoder_weights, read_band_names(scenes[source]["train"][0].stack)
+            )
     else:
         spec = dict(model_spec)
     if spec.get("arch") != "gfm":
@@ -244,6 +254,7 @@ def eco_region_transfer(
             epochs=epochs,
             lr=lr,
             out_dir=out / f"source_region{source}",
+            band_norm=encoder_norm,
             **common,
         ).checkpoint
     else:
@@ -256,6 +267,7 @@ def eco_region_transfer(
     make_portable(src_ckpt)  # the spec's weight paths are not needed once the weights are in the file
     src_meta = torch.load(src_ckpt, map_location="cpu", weights_only=False)["meta"]
     s_src, m_src = float(src_meta.get("target_scale", 1.0)), float(src_meta.get("target_offset", 0.0))
+    src_norm = (src_meta["mean"], src_meta["std"]) if src_meta.get("mean") and src_meta.get("std") else None
     rows: list[dict[str, Any]] = []
 
     def _row(target: int, setting: str, k: float | None, metrics: dict[str, Any], wall: float, n: int | None):
@@ -311,6 +323,7 @@ def eco_region_transfer(
                 epochs=ft_epochs,
                 lr=ft_lr,
                 out_dir=out / f"finetune_{tag}",
+                band_norm=src_norm,
                 **common,
             )
             make_portable(res.checkpoint)
@@ -324,6 +337,7 @@ def eco_region_transfer(
                     epochs=ft_epochs,
                     lr=ft_lr,
                     out_dir=out / f"target_only_{tag}",
+                    band_norm=encoder_norm,
                     **common,
                 )
                 make_portable(res_b.checkpoint)

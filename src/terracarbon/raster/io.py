@@ -141,6 +141,17 @@ def to_cog(src: str | Path, dst: str | Path) -> None:
     rasterio.shutil.copy(str(src), str(dst), driver="COG", **opts)
 
 
+def band_names(ds) -> list[str]:
+    """Band names of an open dataset: its band descriptions, ``band<i>`` where a band has none."""
+    return [d or f"band{i + 1}" for i, d in enumerate(ds.descriptions)]
+
+
+def read_band_names(path: str | Path) -> list[str]:
+    """Band names of the raster at ``path`` (validated open, see :func:`open_raster`)."""
+    with open_raster(path, require_crs=False) as ds:
+        return band_names(ds)
+
+
 def read_class_names(path: str | Path) -> list[str] | None:
     """Class names stored in a map's ``class_names`` tag (JSON list), or None."""
     with rasterio.open(path) as ds:
