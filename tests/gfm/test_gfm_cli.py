@@ -30,4 +30,4 @@ def test_pretrain_command_writes_encoder(stacks, tmp_path):
     args += ["--no-track"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert out.exists() and "held-out masked L1" in res.output
+    assert out.exists() and "held-out reconstruction L1" in res.output

@@ -355,7 +355,7 @@ def write_table(
         lines += [
             "",
             f"Own SimMIM pretraining (shared by the *pretrained* GFM runs, not included in their wall time): "
-            f"{pre_info['epochs']} epochs × {pre_info['tiles_per_epoch']} tiles, held-out masked L1 "
+            f"{pre_info['epochs']} epochs × {pre_info['tiles_per_epoch']} tiles, held-out reconstruction L1 "
             f"{pre_info['initial_val_l1']:.4f} -> {pre_info['final_val_l1']:.4f}, {_fmt(pre_info['wall_time_s'], 0)} s, "
             f"{_fmt(pre_info.get('energy_kwh'), 5)} kWh, {_fmt(pre_info.get('emissions_g'), 2)} g CO2e.",
         ]

@@ -217,7 +217,7 @@ def random_block_mask(
 
 
 class SimMIM(L.LightningModule):
-    """SimMIM around a :class:`SwinEncoder`: mask token after the patch embedding, linear pixel decoder, masked L1."""
+    """SimMIM around a :class:`SwinEncoder`: mask token after the patch embedding, linear pixel decoder, L1 (masked pixels; visible ones weighted by ``visible_weight``)."""
 
     def __init__(
         self,
