@@ -100,7 +100,7 @@ def test_eco_region_transfer_rows_and_normalisation(tmp_path):
         progress=False,
         accelerator="cpu",
         track=False,
-        **{**MINI, "depths": (1, 1, 1, 1)},
+        **MINI,
     ).checkpoint
     res = eco_region_transfer(
         tmp_path / "tr",
