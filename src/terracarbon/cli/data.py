@@ -133,3 +133,88 @@ def stack(
                 "units": ds.tags().get("TERRACARBON_UNITS", ""),
             },
         )
+
+
+def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    if not text:
+        return None
+    from terracarbon.errors import ConfigError
+
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"--bbox must be MIN_LON,MIN_LAT,MAX_LON,MAX_LAT, got {text!r}") from exc
+    if len(vals) != 4:
+        raise ConfigError(f"--bbox must be 4 numbers MIN_LON,MIN_LAT,MAX_LON,MAX_LAT, got {text!r}")
+    return vals  # type: ignore[return-value]
+
+
+@app.command("gedi")
+@handle_errors
+def gedi(
+    granules: list[Path] = typer.Argument(..., help="GEDI L4A granules (.h5, or .zip holding one)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output shots: .gpkg (GeoPackage) or .parquet (GeoParquet)."),
+    aoi: Path | None = typer.Option(None, help="Keep shots inside this AOI vector file (any CRS)."),
+    bbox: str | None = typer.Option(None, help="Keep shots inside MIN_LON,MIN_LAT,MAX_LON,MAX_LAT."),
+    min_sensitivity: float | None = typer.Option(None, help="Keep shots with sensitivity >= X (e.g. 0.95)."),
+    power_beams: bool = typer.Option(False, "--power-beams", help="Full-power beams only (BEAM0101/0110/1000/1011)."),
+    degrade_ok: bool = typer.Option(
+        True, "--degrade-ok/--no-degrade", help="--no-degrade keeps only degrade_flag == 0."
+    ),
+    quality: bool = typer.Option(
+        True, "--quality/--any-quality", help="Keep only l4_quality_flag == 1 (default; --any-quality keeps all)."
+    ),
+    start: str | None = typer.Option(None, help="Keep shots at or after this UTC date/time (ISO, e.g. 2020-01-01)."),
+    end: str | None = typer.Option(None, help="Keep shots before this UTC date/time (ISO)."),
+) -> None:
+    """GEDI L4A granules -> filtered EPSG:4326 footprint points (agbd, agbd_se, beam, time, quality, ...)."""
+    from terracarbon.data.gedi import gedi_to_file
+
+    res = gedi_to_file(
+        list(granules),
+        out,
+        quality=quality,
+        drop_degraded=not degrade_ok,
+        min_sensitivity=min_sensitivity,
+        power_beams=power_beams,
+        start=start,
+        end=end,
+        bbox=_bbox(bbox),
+        aoi=aoi,
+    )
+    read = sum(g["shots_read"] for g in res.metadata["granules"])
+    print_table(
+        f"GEDI L4A shots -> {res.path}",
+        {
+            "granules": len(res.metadata["granules"]),
+            "shots read": read,
+            "shots kept": res.n_shots,
+            **{f"dropped: {k}": v for k, v in res.metadata["dropped"].items() if v},
+            "filter": "; ".join(res.metadata["filter"]["rules"]),
+        },
+    )
+
+
+@app.command("labels")
+@handle_errors
+def labels(
+    shots: Path = typer.Argument(..., help="Shots file from `terracarbon data gedi` (.gpkg / .parquet, any CRS)."),
+    like: Path = typer.Option(..., "--like", help="Reference grid raster (CRS, transform and size are copied)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output label GeoTIFF (band 1 AGBD, band 2 AGBD_SE)."),
+    radius: float = typer.Option(12.5, help="Footprint radius in metres (pixel centres within it are labelled)."),
+    center_only: bool = typer.Option(False, "--center-only", help="Label only the pixel holding each shot."),
+) -> None:
+    """Rasterise GEDI shots onto a grid: AGBD (Mg/ha) on footprint pixels, NaN elsewhere, mean where they overlap."""
+    from terracarbon.data.labels import rasterize_shots
+
+    res = rasterize_shots(shots, like, out, radius=radius, center_only=center_only)
+    print_table(
+        f"labels -> {res.path}",
+        {
+            "shots": res.n_shots,
+            "shots on the grid": res.n_shots_on_grid,
+            "labelled pixels": res.n_labelled_pixels,
+            "pixels under > 1 footprint (mean)": res.n_overlap_pixels,
+            "footprint": res.tags["footprint"],
+        },
+    )
