@@ -180,10 +180,14 @@ def classify_cmd(
     db: Path = typer.Option(None, "--db", help="Miner database."),
     csv: Path = typer.Option(None, "--csv", help="The study's CSV (HFCO2.csv layout)."),
     not_faithful: bool = typer.Option(
-        False, "--fix-co2-quirk", help="Apply the square root to the CO2 index on both sides (see docs)."
+        False,
+        "--corrected",
+        "--fix-co2-quirk",
+        help="Corrected variant: square root of the CO2 index on both sides, optimisation/EcoCard "
+        "classes reachable (default: the replication package's behaviour).",
     ),
 ) -> None:
-    """Reporting-practice class and carbon-efficiency label (A-E) of every model."""
+    """The study's reporting-practice class and carbon-efficiency label (A-E) of every model."""
     from terracarbon.footprint.classify import classify
 
     classes = classify(db=db, csv=csv, out=out, faithful=not not_faithful)
@@ -198,12 +202,21 @@ def analyse_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder (summary.md, classes.csv, PNG plots)."),
     db: Path = typer.Option(None, "--db", help="Miner database."),
     csv: Path = typer.Option(None, "--csv", help="The study's CSV (HFCO2.csv layout)."),
-    not_faithful: bool = typer.Option(False, "--fix-co2-quirk", help="See `classify --help`."),
+    clean: Path = typer.Option(
+        None, "--clean", help="The study's HFClean.csv (48 curated models; default: next to --csv)."
+    ),
+    not_faithful: bool = typer.Option(
+        False, "--corrected", "--fix-co2-quirk", help="Corrected variant (see `classify --help`)."
+    ),
 ) -> None:
-    """Answer the study's research questions: tables, Spearman correlations, plots, summary.md."""
+    """The study's research questions, reproduced next to the published figures.
+
+    Writes classes.csv, replication.csv (quantity, reproduced, published, source), summary.md,
+    analysis.json and PNG plots into --out.
+    """
     from terracarbon.footprint.analyse import analyse
 
-    res = analyse(out=out, db=db, csv=csv, faithful=not not_faithful)
+    res = analyse(out=out, db=db, csv=csv, clean=clean, faithful=not not_faithful)
     f = res.figures
     print_table(
         "Hub carbon-footprint analysis",
@@ -216,4 +229,7 @@ def analyse_cmd(
             "rho(CO2e, creation date)": f["trend_time_vs_emissions"]["rho"],
         },
     )
-    console.print(f"summary: {res.summary}\nclasses: {res.classes}\nplots: {len(res.plots)} PNG in {out}")
+    console.print(
+        f"summary: {res.summary}\nclasses: {res.classes}\nreplication: {res.replication}\n"
+        f"plots: {len(res.plots)} PNG in {out}"
+    )

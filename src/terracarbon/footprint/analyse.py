@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ._compat import atomic_path, write_json_atomic, write_text_atomic
-from .classify import LABELS, REPORTING_CLASSES, classify, load_records
+from .classify import COMPLETENESS_CLASSES, LABELS, REPORTING_CLASSES, classify, load_records
 
 
 @dataclass
@@ -43,6 +43,7 @@ class AnalysisResult:
     out_dir: Path
     summary: Path
     classes: Path
+    replication: Path | None = None
     plots: list[Path] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
 
@@ -253,23 +254,43 @@ def analyse(
     records: pd.DataFrame | None = None,
     faithful: bool = True,
     plots: bool = True,
+    clean: str | Path | None = None,
 ) -> AnalysisResult:
-    """Answer the study's research questions; write ``summary.md``, ``classes.csv``, ``analysis.json``, PNGs.
+    """Answer the study's research questions next to the replication package's published figures.
+
+    Writes ``classes.csv`` (one row per input row: ``model_id, reporting_class,
+    efficiency_label``, ...), ``replication.csv`` (``quantity, reproduced, published, source``,
+    :mod:`terracarbon.footprint.replication`), ``summary.md``, ``analysis.json`` and PNG plots.
 
     Args:
         out: output folder (created).
-        db / csv: a miner database or the study's CSV (``HFCO2.csv`` layout) — exactly one.
+        db / csv: a miner database or one of the study's CSVs (``HFCO2.csv`` layout) — exactly one.
         records: an already loaded records table instead of ``db``/``csv``.
-        faithful: carbon-efficiency label exactly as the replication code computes it.
+        faithful: the replication's quirks (label CO2 index, reporting-class branch order);
+            ``False`` applies the corrections.
         plots: write the PNG plots.
+        clean: the study's ``HFClean.csv`` (48 curated models) for the RQ2 correlations; default
+            ``HFClean.csv`` next to ``csv`` when it exists.
     """
+    from .replication import compare
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     df = records if records is not None else load_records(db=db, csv=csv)
     source_name = str(db or csv or "records")
-    df = df.drop_duplicates("model_id", keep="last").reset_index(drop=True)
+    df = df.reset_index(drop=True)
     classes = classify(records=df, out=out / "classes.csv", faithful=faithful)
-    figures: dict[str, Any] = {"input": source_name}
+    if clean is None and csv is not None and (Path(csv).parent / "HFClean.csv").is_file():
+        if Path(csv).name != "HFClean.csv":
+            clean = Path(csv).parent / "HFClean.csv"
+    clean_df = load_records(csv=clean) if clean is not None else None
+    rep_rows, rep_extra = compare(df, classes, clean_df, input_name=source_name)
+    rep_table = pd.DataFrame([r.as_dict() for r in rep_rows], columns=["quantity", "reproduced", "published", "source"])
+    with atomic_path(out / "replication.csv") as tmp:
+        rep_table.to_csv(tmp, index=False)
+    figures: dict[str, Any] = {"input": source_name, "clean": str(clean) if clean else None}
+    figures["replication"] = [r.as_dict() | {"note": r.note, "rq": r.rq} for r in rep_rows]
+    figures["holm"] = rep_extra.get("holm")
 
     n = len(df)
     ok = df[df["co2_eq_emissions"].notna()].copy()
@@ -321,6 +342,11 @@ def analyse(
         {"class": rc.index, "models": rc.to_numpy(), "%": 100 * rc.to_numpy() / max(n, 1)}
     )
     figures["reporting_classes"] = dict(zip(reporting_tbl["class"], reporting_tbl["models"]))
+    cc = classes["context_completeness"].value_counts().reindex(COMPLETENESS_CLASSES, fill_value=0)
+    completeness_tbl = pd.DataFrame(
+        {"class": cc.index, "models": cc.to_numpy(), "%": 100 * cc.to_numpy() / max(n, 1)}
+    )
+    figures["context_completeness"] = dict(zip(completeness_tbl["class"], completeness_tbl["models"]))
 
     dated = ok[ok["created_at"].notna()]
     trend = spearman(dated["created_at"].map(lambda t: t.toordinal()), dated["co2_eq_emissions"])
@@ -387,10 +413,27 @@ def analyse(
         f"max {_fmt(co2.max())} g, total {_fmt(co2.sum() / 1000)} kg CO2e.",
         "",
         "Method: Castaño et al., *Exploring the Carbon Footprint of Hugging Face's ML Models: A "
-        "Repository Mining Study* (ESEM 2023, arXiv:2305.11164). Class definitions: see "
-        "`terracarbon.footprint.classify` (the carbon-efficiency label follows the study's replication "
-        "code; the reporting classes are a documented reconstruction).",
+        "Repository Mining Study* (ESEM 2023, arXiv:2305.11164), replication package "
+        "github.com/GAISSA-UPC/ML-EnergyLabel. Both classifications follow the package's code "
+        f"({'quirks kept' if faithful else 'corrected variant'}; see `terracarbon.footprint.classify`).",
         "",
+        "## Reproduced vs published",
+        "",
+        "Each figure the package's notebooks print, reproduced on this input"
+        + (f" and on `{clean}`" if clean else "")
+        + ". `–` = not published / not computable here; the note says why values differ. "
+        "Also in `replication.csv`.",
+        "",
+        *_replication_md(rep_rows),
+        "### Monthly median CO2e of reporting models (RQ1 trend)",
+        "",
+        md_table(rep_extra["monthly_median"].astype({"month": str})) if len(rep_extra["monthly_median"]) else "–",
+        "",
+        *(
+            ["### Monthly share of new models reporting CO2e", "", md_table(rep_extra["monthly_share"].astype({"month": str})), ""]
+            if has_nonreporting and len(rep_extra["monthly_share"])
+            else []
+        ),
         "## RQ1 — how are emissions measured and reported?",
         "",
         "### Reporting models per creation year",
@@ -415,9 +458,13 @@ def analyse(
         "",
         md_table(context),
         "",
-        "### Reporting-practice classes",
+        "### Reporting-practice classes (the study's, HFReportingAnalysis cell 35)",
         "",
         md_table(reporting_tbl),
+        "",
+        "### Context fields given (terracarbon's completeness classes)",
+        "",
+        md_table(completeness_tbl),
         "",
         "## RQ2 — what is associated with the emissions?",
         "",
@@ -454,6 +501,7 @@ def analyse(
         "## Files",
         "",
         "- `classes.csv` — one row per model: reporting-practice class, carbon-efficiency label, per-metric ratings",
+        "- `replication.csv` — reproduced vs published figures with the source notebook cell",
         "- `analysis.json` — all figures above",
         *[f"- `{p.name}`" for p in plot_paths],
         "",
@@ -461,8 +509,49 @@ def analyse(
     summary = write_text_atomic(out / "summary.md", "\n".join(lines))
     write_json_atomic(out / "analysis.json", _jsonable(figures))
     return AnalysisResult(
-        out_dir=out, summary=summary, classes=out / "classes.csv", plots=plot_paths, figures=figures
+        out_dir=out,
+        summary=summary,
+        classes=out / "classes.csv",
+        replication=out / "replication.csv",
+        plots=plot_paths,
+        figures=figures,
     )
+
+
+def matches(reproduced: Any, published: Any) -> str:
+    """``yes`` when a reproduced figure equals the published one at its printed precision, ``no``
+    when it differs, ``–`` when either is missing."""
+    try:
+        a, b = float(reproduced), float(published)
+    except (TypeError, ValueError):
+        return "–"
+    if math.isnan(a) or math.isnan(b):
+        return "–"
+    if math.isclose(a, b, rel_tol=5e-3, abs_tol=1e-300) or (abs(b) >= 0.1 and abs(a - b) <= 0.005):
+        return "yes"
+    return "no"
+
+
+def _replication_md(rows: list) -> list[str]:
+    """Markdown tables (one per RQ) of the reproduced-vs-published rows, with the notes."""
+    lines: list[str] = []
+    for rq, title in (("RQ1", "RQ1 — reporting"), ("RQ2", "RQ2 — what drives the emissions")):
+        sub = [r for r in rows if r.rq == rq]
+        if not sub:
+            continue
+        match = [matches(r.reproduced, r.published) for r in sub]
+        t = pd.DataFrame(
+            {
+                "quantity": [r.quantity for r in sub],
+                "reproduced": [r.reproduced for r in sub],
+                "published": [r.published for r in sub],
+                "same": match,
+                "source": [r.source.replace("code/Analysis/", "") for r in sub],
+                "note": [r.note if (m != "yes" or "(Holm)" in r.quantity) else "" for r, m in zip(sub, match)],
+            }
+        )
+        lines += [f"### {title}", "", md_table(t), ""]
+    return lines
 
 
 def load_analysis(out_dir: str | Path) -> dict[str, Any]:

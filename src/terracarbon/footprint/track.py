@@ -16,6 +16,19 @@ the installed memory. The method codecarbon actually used is read back from the 
 objects and reported in ``result["method"]`` (CPU) and ``result["methods"]`` (per component), so a
 reader always knows whether a figure is measured or estimated.
 
+Start-up cost. Two things made a tracked short command slow (profiled with cProfile on
+``terracarbon footprint track -- true``): codecarbon's hardware probe at ``start()`` (py-cpuinfo,
+the fuzzy match of the CPU model in its TDP table, RAM/GPU detection: 1-5 s) and the import of
+pandas and requests by codecarbon's CSV/HTTP output methods (1-4 s). The probe's outcome — the
+``_HardwarePlan`` that codecarbon itself keeps per process (``codecarbon.core.hardware_cache``) —
+is stored per machine in ``$TERRACARBON_CACHE/footprint/codecarbon-probe.json`` (default
+``~/.cache/terracarbon``; ``TERRACARBON_PROBE_CACHE=off`` disables it), keyed by a fingerprint
+of the machine (CPU model from ``/proc/cpuinfo``, logical CPU count, total RAM, architecture,
+GPU device nodes, RAPL readability, codecarbon version) and by the tracker settings; later
+trackers install it into codecarbon's cache before ``start()``, so codecarbon skips the probe.
+The CSV row is written by :func:`append_emissions_csv` (codecarbon's columns and append rule,
+without pandas). ``result["probe"]`` says ``"cached"``, ``"probed"`` or ``"unavailable"``.
+
 Example::
 
     from terracarbon.footprint import track_emissions
@@ -31,9 +44,15 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import csv
+import dataclasses
 import functools
+import hashlib
+import json
 import logging
 import math
+import os
+import platform
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -82,6 +101,7 @@ RESULT_KEYS = (
     "gpu_count",
     "codecarbon_version",
     "started_at",
+    "probe",
     "error",
 )
 
@@ -140,6 +160,240 @@ def _hardware_string(data: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+# --------------------------------------------------------------------------------------------
+# per-machine cache of codecarbon's hardware probe
+# --------------------------------------------------------------------------------------------
+PROBE_CACHE_VERSION = 1
+_PROBE_OFF = ("0", "off", "no", "false", "disable", "disabled")
+
+
+def probe_cache_path() -> Path | None:
+    """Where the probe cache lives; ``None`` when ``TERRACARBON_PROBE_CACHE`` disables it.
+
+    ``TERRACARBON_PROBE_CACHE`` may also name the file itself; otherwise
+    ``$TERRACARBON_CACHE/footprint/codecarbon-probe.json`` with ``TERRACARBON_CACHE`` defaulting
+    to ``$XDG_CACHE_HOME/terracarbon`` (``~/.cache/terracarbon``), as the other terracarbon caches.
+    """
+    env = os.environ.get("TERRACARBON_PROBE_CACHE")
+    if env is not None and env.strip().lower() in _PROBE_OFF:
+        return None
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("TERRACARBON_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "terracarbon"
+    )
+    return Path(base) / "footprint" / "codecarbon-probe.json"
+
+
+def _cpuinfo_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Hardware", "Processor", "cpu model"):
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _total_ram_bytes() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def machine_fingerprint() -> dict[str, Any]:
+    """What identifies this machine's hardware for codecarbon, read cheaply (no subprocess).
+
+    CPU model (``/proc/cpuinfo``), logical CPUs, total RAM, OS/architecture, GPU device nodes
+    (``/dev/nvidia<N>``, ``/dev/kfd``), whether Intel RAPL is readable, and codecarbon's version.
+    """
+    try:
+        from codecarbon import __version__ as cc_version
+    except Exception:  # noqa: BLE001 - codecarbon missing or broken
+        cc_version = None
+    try:
+        gpus = sorted(n for n in os.listdir("/dev") if re.fullmatch(r"nvidia\d+|kfd", n))
+    except OSError:
+        gpus = []
+    rapl = "/sys/class/powercap/intel-rapl/subsystem"
+    return {
+        "cpu_model": _cpuinfo_model(),
+        "cpu_count": os.cpu_count(),
+        "ram_bytes": _total_ram_bytes(),
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "gpu_devices": gpus,
+        "rapl_readable": os.access(rapl, os.R_OK),
+        "codecarbon_version": cc_version,
+        "cache_version": PROBE_CACHE_VERSION,
+    }
+
+
+def _fingerprint_hash(fp: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fp, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _plan_key(tracker: Any) -> tuple[Any, str] | None:
+    """codecarbon's cache key of ``tracker`` and its JSON form; ``None`` if the API is missing."""
+    try:
+        from codecarbon.core import hardware_cache as hc
+
+        key = hc.make_key(tracker)
+        return key, json.dumps(dataclasses.asdict(key), sort_keys=True, default=str)
+    except Exception:  # noqa: BLE001 - other codecarbon versions: no cache
+        return None
+
+
+def _read_probe_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def install_cached_probe(tracker: Any) -> bool:
+    """Give ``tracker`` the stored probe of this machine (before ``start()``); ``True`` if installed.
+
+    Also ``True`` when codecarbon already holds a probe for these settings in this process.
+    """
+    path = probe_cache_path()
+    k = _plan_key(tracker)
+    if k is None:
+        return False
+    key, key_s = k
+    from codecarbon.core import hardware_cache as hc
+
+    if key in hc._plans:
+        return True
+    if path is None or not path.is_file():
+        return False
+    data = _read_probe_cache(path)
+    if data.get("fingerprint") != _fingerprint_hash(machine_fingerprint()):
+        return False
+    plan = (data.get("plans") or {}).get(key_s)
+    if not isinstance(plan, dict):
+        return False
+    try:
+        hc._plans[key] = hc._HardwarePlan(**plan)
+    except TypeError:
+        return False
+    return True
+
+
+def store_probe(tracker: Any) -> Path | None:
+    """Store the probe codecarbon made for a started ``tracker`` (atomic write); the cache path."""
+    path = probe_cache_path()
+    k = _plan_key(tracker)
+    if path is None or k is None:
+        return None
+    key, key_s = k
+    from codecarbon.core import hardware_cache as hc
+
+    plan = hc._plans.get(key)
+    if plan is None:
+        return None
+    fp = machine_fingerprint()
+    fp_hash = _fingerprint_hash(fp)
+    data = _read_probe_cache(path)
+    if data.get("fingerprint") != fp_hash:
+        data = {"fingerprint": fp_hash, "machine": fp, "plans": {}}
+    data.setdefault("plans", {})[key_s] = dataclasses.asdict(plan)
+    data["written_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    try:
+        write_json_atomic(path, data)
+    except OSError as exc:  # read-only home: tracking still works, only slower next time
+        log.info("could not write the codecarbon probe cache %s: %s", path, exc)
+        return None
+    return path
+
+
+class _LazyFrame:
+    """A codecarbon reference CSV that is read with pandas only when something uses it."""
+
+    def __init__(self, path: Any) -> None:
+        self._path = path
+        self._frame: Any = None
+
+    def _df(self) -> Any:
+        if self._frame is None:
+            import pandas as pd
+
+            self._frame = pd.read_csv(self._path)
+        return self._frame
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._df(), name)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._df()[key]
+
+    def __len__(self) -> int:
+        return len(self._df())
+
+
+def _lazy_static_data() -> bool:
+    """Load codecarbon's static reference data without pandas (JSON now, CSVs on first use).
+
+    codecarbon 3.x reads all of it on first use (``codecarbon.input._load_static_data``),
+    importing pandas for two CSVs (cloud regions, CPU TDP table) that an offline tracker with a
+    cached probe never reads. Only done when codecarbon's loader looks as expected.
+    """
+    try:
+        from codecarbon import input as cc_input
+
+        if getattr(cc_input, "_STATIC_DATA_LOADED", True) or not hasattr(cc_input, "_get_resource_path"):
+            return False
+        cache = cc_input._CACHE
+        for key, rel in (
+            ("global_energy_mix", "data/private_infra/global_energy_mix.json"),
+            ("carbon_intensity_per_source", "data/private_infra/carbon_intensity_per_source.json"),
+            ("nordic_country_energy_mix", "data/private_infra/nordic_emissions.json"),
+            ("china_provincial_emissions", "data/private_infra/2023/china_provincial_emissions.json"),
+        ):
+            with open(cc_input._get_resource_path(rel), encoding="utf-8") as f:
+                cache[key] = json.load(f)
+        cache["cloud_emissions"] = _LazyFrame(cc_input._get_resource_path("data/cloud/impact.csv"))
+        cache["cpu_power"] = _LazyFrame(cc_input._get_resource_path("data/hardware/cpu_power.csv"))
+        cc_input._STATIC_DATA_LOADED = True
+        return True
+    except Exception:  # noqa: BLE001 - any surprise: let codecarbon load its data itself
+        return False
+
+
+def append_emissions_csv(path: str | Path, values: dict[str, Any]) -> Path:
+    """Append one run to codecarbon's ``emissions.csv`` as its ``FileOutput`` does (``append`` mode).
+
+    Same columns (``EmissionsData.values``). A file whose header has other columns is kept as
+    ``<name>.bak`` and a new file is started, as codecarbon does.
+    """
+    path = Path(path)
+    cols = list(values)
+    header: list[str] | None = None
+    if path.is_file() and path.stat().st_size > 0:
+        with path.open(newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), None)
+        if header is None or set(header) != set(cols):
+            os.replace(path, path.with_name(path.name + ".bak"))
+            header = None
+
+    def _cell(v: Any) -> Any:
+        return "" if v is None else v
+
+    if header is None:
+        with path.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(cols)
+            w.writerow([_cell(values[c]) for c in cols])
+    else:
+        with path.open("a", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerow([_cell(values.get(c)) for c in header])
+    return path
+
+
 class EmissionsTracking:
     """One tracked run: a context manager and a decorator around codecarbon's offline tracker.
 
@@ -183,6 +437,7 @@ class EmissionsTracking:
         self._t0: float | None = None
         self._started_at: str | None = None
         self._start_error: str | None = None
+        self._probe = "unavailable"
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> EmissionsTracking:
@@ -192,6 +447,7 @@ class EmissionsTracking:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.result = None
         self._start_error = None
+        self._probe = "unavailable"
         self._started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._t0 = time.perf_counter()
         try:
@@ -203,8 +459,7 @@ class EmissionsTracking:
                 country_iso_code=self.country_iso_code,
                 project_name=self.task_name,
                 output_dir=str(self.out_dir),
-                output_file="emissions.csv",
-                save_to_file=True,
+                output_methods=[],  # the CSV is written by append_emissions_csv (no pandas import)
                 log_level="error",
                 measure_power_secs=self.measure_power_secs,
                 tracking_mode=self.tracking_mode,
@@ -213,7 +468,13 @@ class EmissionsTracking:
             if self.region:
                 kwargs["region"] = self.region
             self._tracker = OfflineEmissionsTracker(**kwargs)
+            cached = install_cached_probe(self._tracker)
+            if cached:
+                _lazy_static_data()
             self._tracker.start()
+            self._probe = "cached" if cached else "probed"
+            if not cached:
+                store_probe(self._tracker)
         except Exception as exc:  # noqa: BLE001 - tracking must never break the run
             log.warning("codecarbon tracking unavailable for %r: %s", self.task_name, exc)
             self._tracker = None
@@ -233,6 +494,8 @@ class EmissionsTracking:
                 fd = getattr(self._tracker, "final_emissions_data", None)
                 data = dict(getattr(fd, "values", None) or (vars(fd) if fd is not None else {}))
                 methods = detect_methods(self._tracker)
+                if data:
+                    append_emissions_csv(self.out_dir / "emissions.csv", data)
             except Exception as exc:  # noqa: BLE001
                 log.warning("codecarbon failed to stop for %r: %s", self.task_name, exc)
                 error = f"{type(exc).__name__}: {exc}"
@@ -282,6 +545,7 @@ class EmissionsTracking:
             "gpu_count": data.get("gpu_count"),
             "codecarbon_version": data.get("codecarbon_version"),
             "started_at": self._started_at,
+            "probe": self._probe,
             "error": error,
         }
         return res
@@ -400,6 +664,22 @@ def format_result(result: dict[str, Any] | None) -> str:
     return "energy " + ", ".join(parts)
 
 
+def _warm_stop_imports() -> None:
+    """Import, in a background thread, the modules codecarbon needs first at ``stop()``.
+
+    ``track_command`` only waits for its subprocess, so a command that runs longer than the
+    imports (~0.2-0.9 s: geography/requests, emissions) hides their cost entirely.
+    """
+    import threading
+
+    def _imp() -> None:
+        with contextlib.suppress(Exception):
+            import codecarbon.core.emissions  # noqa: F401
+            import codecarbon.external.geography  # noqa: F401
+
+    threading.Thread(target=_imp, name="terracarbon-warm-imports", daemon=True).start()
+
+
 class TrackedCommand:
     """Outcome of :func:`track_command`: the command's exit code and the tracking result."""
 
@@ -458,6 +738,7 @@ def track_command(
             log.error("command not executable: %s", command[0])
             returncode = 126
         else:
+            _warm_stop_imports()  # while the command runs: what codecarbon imports at stop()
             try:
                 returncode = proc.wait()
             except KeyboardInterrupt:
