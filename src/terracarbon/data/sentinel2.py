@@ -602,3 +602,214 @@ def check_scenes(scenes: Sequence[Scene], bands: Sequence[str]) -> None:
 def scale_map(scene: Scene) -> Mapping[str, tuple[float, float]]:
     """``{band id: (scale, offset)}`` of a scene (for reports and tests)."""
     return {b: (s.scale, s.offset) for b, s in scene.bands.items()}
+
+
+# ------------------------------------------------------------------------------------------------ look-alike writers
+
+
+def _native_grid(size10: int, res: int) -> int:
+    return max(1, size10 * 10 // res)
+
+
+def _write_band(path: Path, arr, crs, transform, nodata, cog: bool = True, driver: str = "GTiff") -> Path:
+    """Write one band file (GeoTIFF / COG, or JP2 through JP2OpenJPEG, lossless)."""
+    import numpy as np
+    import rasterio
+
+    from terracarbon.raster.io import write_geotiff
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if driver == "JP2OpenJPEG":
+        tmp = path.with_suffix(".tmp.tif")
+        write_geotiff(tmp, arr, crs=crs, transform=transform, nodata=nodata, cog=False)
+        rasterio.shutil.copy(str(tmp), str(path), driver="JP2OpenJPEG", REVERSIBLE="YES", QUALITY="100")
+        tmp.unlink()
+        for aux in path.parent.glob(path.name + ".aux.xml"):
+            aux.unlink()
+        return path
+    write_geotiff(path, np.asarray(arr), crs=crs, transform=transform, nodata=nodata, cog=cog)
+    return path
+
+
+def synthetic_dn(band: str, shape: tuple[int, int], seed: int = 0, offset: int = 0):
+    """Seeded uint16 DN for a look-alike band: smooth 1000-5000 values plus ``offset`` (0 never occurs)."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, S2_BANDS.index(band) if band in S2_BANDS else 99])
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = 3000 + 1500 * np.sin(xx / max(w, 1) * 6.0 + rng.uniform(0, 6)) * np.cos(yy / max(h, 1) * 5.0)
+    noise = rng.integers(0, 200, size=shape)
+    return np.clip(base + noise + offset, 1, 65535).astype(np.uint16)
+
+
+def write_s2_lookalike(
+    root: str | Path,
+    *,
+    layout: str = "earth-search",
+    size: int = 120,
+    crs: str = "EPSG:32629",
+    origin: tuple[float, float] = (300000.0, 3300000.0),
+    baseline: str = "04.00",
+    bands: Sequence[str] = DEFAULT_S2_BANDS,
+    dn: Mapping[str, object] | None = None,
+    scl=None,
+    seed: int = 0,
+    offset_applied: bool | None = None,
+    scene_id: str = "S2A_29RKH_20230115_0_L2A",
+) -> Path:
+    """Write a small Sentinel-2 L2A product in a real layout and return what a reader opens.
+
+    ``layout``: ``"earth-search"`` (COGs + Earth Search v1 item JSON, hrefs pointing at the bucket),
+    ``"planetary-computer"`` (COGs + Planetary Computer item JSON, asset keys ``B02``…, no ``raster:bands``),
+    ``"safe"`` (a SAFE folder with ``MTD_MSIL2A.xml`` and JP2 bands under ``R10m|R20m|R60m``; B02 also at R20m with
+    other values, as real products have), or ``"folder"`` (``B02.tif`` … + ``SCL.tif``). ``size`` is the 10 m width in
+    pixels; bands are at their native 10/20/60 m sizes. ``dn`` gives a band's DN array (native size), else
+    :func:`synthetic_dn`; ``scl`` the 20 m SCL array (default all vegetation, class 4).
+    """
+    import json
+
+    import numpy as np
+    import pystac
+    from rasterio.transform import from_origin
+    from rasterio.warp import transform_bounds
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    x0, y0 = origin
+    arrays: dict[str, object] = {}
+    for b in [*bands, "SCL"]:
+        res = NATIVE_RESOLUTION[b]
+        n = _native_grid(size, res)
+        if b == "SCL":
+            arrays[b] = np.full((n, n), 4, np.uint8) if scl is None else np.asarray(scl, np.uint8)
+        else:
+            arrays[b] = np.asarray(dn[b], np.uint16) if dn and b in dn else synthetic_dn(b, (n, n), seed)
+    date = scene_id.split("_")[2] if scene_id.count("_") >= 3 else "20230115"
+    tile = "T29RKH"
+    if layout == "safe":
+        offset = baseline_offset(baseline)
+        safe = root / f"S2A_MSIL2A_{date}T112111_N{baseline.replace('.', '')}_R037_{tile}_{date}T123947.SAFE"
+        img = safe / "GRANULE" / f"L2A_{tile}_A000001_{date}T112111" / "IMG_DATA"
+        for b, arr in arrays.items():
+            res = NATIVE_RESOLUTION[b]
+            _write_band(
+                img / f"R{res}m" / f"{tile}_{date}T112111_{b}_{res}m.jp2",
+                arr,
+                crs,
+                from_origin(x0, y0, res, res),
+                0,
+                driver="JP2OpenJPEG",
+            )
+        if "B02" in arrays:  # the 20 m copy a real product carries: must not be picked over R10m
+            a = np.asarray(arrays["B02"])[::2, ::2] // 2 + 1
+            _write_band(
+                img / "R20m" / f"{tile}_{date}T112111_B02_20m.jp2", a, crs, from_origin(x0, y0, 20, 20), 0,
+                driver="JP2OpenJPEG",
+            )
+        offsets = "".join(
+            f'        <BOA_ADD_OFFSET band_id="{i}">{int(offset)}</BOA_ADD_OFFSET>\n' for i in range(13)
+        )
+        spectral = "".join(
+            f'        <Spectral_Information bandId="{i}" physicalBand="{b.replace("B0", "B")}"/>\n'
+            for i, b in enumerate(S2_BANDS)
+        )
+        offset_block = (
+            f"      <BOA_ADD_OFFSET_VALUES_LIST>\n{offsets}      </BOA_ADD_OFFSET_VALUES_LIST>\n" if offset else ""
+        )
+        (safe / "MTD_MSIL2A.xml").write_text(
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd">\n'
+            "  <n1:General_Info>\n    <Product_Info>\n"
+            f"      <PRODUCT_URI>{safe.name}</PRODUCT_URI>\n"
+            f"      <PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE>\n"
+            "    </Product_Info>\n    <Product_Image_Characteristics>\n"
+            "      <QUANTIFICATION_VALUES_LIST>\n"
+            '        <BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE>\n'
+            '        <AOT_QUANTIFICATION_VALUE unit="none">1000.0</AOT_QUANTIFICATION_VALUE>\n'
+            '        <WVP_QUANTIFICATION_VALUE unit="cm">1000.0</WVP_QUANTIFICATION_VALUE>\n'
+            "      </QUANTIFICATION_VALUES_LIST>\n"
+            f"{offset_block}"
+            f"      <Spectral_Information_List>\n{spectral}      </Spectral_Information_List>\n"
+            "    </Product_Image_Characteristics>\n  </n1:General_Info>\n</n1:Level-2A_User_Product>\n"
+        )
+        return safe
+    folder = root / scene_id
+    for b, arr in arrays.items():
+        res = NATIVE_RESOLUTION[b]
+        _write_band(folder / f"{b}.tif", arr, crs, from_origin(x0, y0, res, res), 0)
+    if layout == "folder":
+        return folder
+    if layout not in ("earth-search", "planetary-computer"):
+        raise ConfigError(f"unknown layout {layout!r}; choose earth-search, planetary-computer, safe or folder")
+    span = size * 10
+    bbox = list(transform_bounds(crs, "EPSG:4326", x0, y0 - span, x0 + span, y0))
+    geom = {
+        "type": "Polygon",
+        "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]], [bbox[0], bbox[3]], [bbox[0], bbox[1]]]],
+    }
+    import datetime as _dt
+
+    props: dict[str, object] = {"s2:processing_baseline": baseline, "platform": "sentinel-2a", "proj:epsg": int(crs.split(":")[1])}
+    es = layout == "earth-search"
+    if es:
+        props["earthsearch:boa_offset_applied"] = bool(offset_applied)
+    item = pystac.Item(
+        scene_id, geom, bbox, _dt.datetime(int(date[:4]), int(date[4:6]), int(date[6:8]), 11, 21, tzinfo=_dt.timezone.utc), props
+    )
+    keys = {v: k for k, v in EARTH_SEARCH_KEYS.items()}
+    for b in arrays:
+        res = NATIVE_RESOLUTION[b]
+        if es:
+            href = f"https://sentinel-cogs.s3.us-west-2.amazonaws.com/sentinel-s2-l2a-cogs/29/R/KH/{scene_id}/{b}.tif"
+            key = keys[b]
+        else:
+            href = f"https://sentinel2l2a01.blob.core.windows.net/sentinel2-l2/29/R/KH/{scene_id}/{b}.tif"
+            key = b
+        extra: dict[str, object] = {"gsd": res}
+        if b != "SCL":
+            extra["eo:bands"] = [{"name": key if es else b, "common_name": keys[b].rstrip("0123456789")}]
+            if es:
+                extra["raster:bands"] = [
+                    {"nodata": 0, "data_type": "uint16", "scale": 0.0001, "offset": baseline_offset(baseline) / 1e4}
+                ]
+        item.add_asset(key, pystac.Asset(href, media_type=pystac.MediaType.COG, roles=["data"], extra_fields=extra))
+    path = folder / f"{scene_id}.json"
+    path.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=1))
+    return path
+
+
+def write_hls_lookalike(
+    root: str | Path,
+    *,
+    product: str = "S30",
+    size: int = 60,
+    crs: str = "EPSG:32629",
+    origin: tuple[float, float] = (300000.0, 3300000.0),
+    reflectance: Mapping[str, object] | None = None,
+    fmask=None,
+    seed: int = 0,
+    granule: str | None = None,
+) -> Path:
+    """Write a small HLS v2.0 granule folder (30 m int16 reflectance × 10,000, fill -9999, ``Fmask.tif``).
+
+    ``reflectance`` gives a band's int16 array (by HLS band id, e.g. ``B8A``), else smooth seeded values; ``fmask``
+    the uint8 Fmask array (default 0, clear).
+    """
+    import numpy as np
+    from rasterio.transform import from_origin
+
+    names = HLS_S30_NAMES if product.upper() == "S30" else HLS_L30_NAMES
+    gid = granule or f"HLS.{product.upper()}.T29RKH.2023015T112111.v2.0"
+    folder = Path(root) / gid
+    tr = from_origin(origin[0], origin[1], 30, 30)
+    for hls_name in HLS_BANDS:
+        b = names[hls_name]
+        if reflectance and b in reflectance:
+            arr = np.asarray(reflectance[b], np.int16)
+        else:
+            arr = (synthetic_dn("B02", (size, size), seed + len(b) + int(b[1:3].replace("A", "0") or 0)) // 2).astype(np.int16)
+        _write_band(folder / f"{gid}.{b}.tif", arr, crs, tr, -9999)
+    fm = np.zeros((size, size), np.uint8) if fmask is None else np.asarray(fmask, np.uint8)
+    _write_band(folder / f"{gid}.Fmask.tif", fm, crs, tr, 255)
+    return folder
