@@ -73,12 +73,16 @@ def test_conversions():
 def test_projected_hand_computation_and_aoi_reprojection(tmp_path, agb_utm):
     path, agb, std = agb_utm
     aoi = _geojson(tmp_path / "aoi.geojson", [_utm_box_to_lonlat(1, 3, 1, 2)])  # EPSG:4326 AOI
-    res = carbon_stock(path, aoi)
+    res = carbon_stock(path, aoi, method="centre")
     sel = agb[1:3, 1:4].astype(float)
     area_ha = sel.size * PX_HA
     assert res.n_pixels == 6 and res.nodata_pixels == 0
     # the polygon has 0.3 px margins around its 3 x 2 pixels
     assert res.aoi_coverage == pytest.approx(6 / (2.6 * 3.6), rel=1e-4)
+    # the default coverage weights count the 0.3 px margins too: the whole polygon, i.e. its own area
+    cov = carbon_stock(path, aoi)
+    assert cov.method == "coverage" and cov.aoi_coverage == pytest.approx(1.0, rel=1e-4)
+    assert cov.area_ha == pytest.approx(2.6 * 3.6 * PX_HA, rel=1e-4)
     assert res.area_ha == pytest.approx(area_ha)
     assert res.agb_mean_mg_per_ha == pytest.approx(sel.mean())
     assert res.agb_total_mg == pytest.approx(sel.sum() * PX_HA)  # 0.01 ha per pixel / UTM areal scale
@@ -104,7 +108,7 @@ def test_projected_hand_computation_and_aoi_reprojection(tmp_path, agb_utm):
     ):
         assert k in d
     # other carbon fraction
-    assert carbon_stock(path, aoi, carbon_fraction=0.5, std=None).carbon_total_mg == pytest.approx(
+    assert carbon_stock(path, aoi, carbon_fraction=0.5, std=None, method="centre").carbon_total_mg == pytest.approx(
         sel.sum() * PX_HA * 0.5
     )
 
@@ -113,7 +117,7 @@ def test_nodata_and_per_polygon_sums(tmp_path, agb_utm):
     path, agb, _ = agb_utm
     polys = [_utm_box_to_lonlat(0, 1, 0, 1), _utm_box_to_lonlat(4, 7, 2, 5), _utm_box_to_lonlat(2, 3, 0, 5)]
     aoi = _geojson(tmp_path / "p.geojson", polys, [{"name": "a"}, {"name": "b"}, {"name": "c"}])
-    res = carbon_stock(path, aoi, std="none")
+    res = carbon_stock(path, aoi, std="none", method="centre")
     assert [p["name"] for p in res.polygons] == ["a", "b", "c"]
     a = res.polygons[0]
     assert a["n_pixels"] == 4 and a["nodata_pixels"] == 1
@@ -125,7 +129,7 @@ def test_nodata_and_per_polygon_sums(tmp_path, agb_utm):
     assert res.agb_total_std_mg_correlated is None
     # overlapping polygons: the union counts each pixel once
     over = _geojson(tmp_path / "o.geojson", [_utm_box_to_lonlat(0, 3, 0, 3), _utm_box_to_lonlat(2, 5, 2, 5)])
-    r2 = carbon_stock(path, over)
+    r2 = carbon_stock(path, over, method="centre")
     assert r2.n_pixels == 16 + 16 - 4
     assert r2.agb_total_mg < sum(p["agb_total_mg"] for p in r2.polygons)
 
@@ -140,7 +144,7 @@ def test_companion_std_raster_and_gpkg(tmp_path):
         3857
     )
     gdf.to_file(tmp_path / "aoi.gpkg", driver="GPKG")
-    res = carbon_stock(tmp_path / "map.tif", tmp_path / "aoi.gpkg")
+    res = carbon_stock(tmp_path / "map.tif", tmp_path / "aoi.gpkg", method="centre")
     assert res.n_pixels == 16
     assert res.agb_total_mg == pytest.approx(16 * 100 * PX_HA)
     assert res.uncertainty_source.endswith("map_std.tif")
@@ -167,7 +171,7 @@ def test_geographic_raster_true_areas(tmp_path):
         0.01 * 111_000 * 0.01 * 111_000 * math.cos(math.radians(60)), rel=0.02
     )
     aoi = _geojson(tmp_path / "a.geojson", [box(10.003, 59.962, 10.047, 59.998)])  # cols 0..4, rows 0..3
-    res = carbon_stock(tmp_path / "geo.tif", aoi)
+    res = carbon_stock(tmp_path / "geo.tif", aoi, method="centre")
     assert res.n_pixels == 5 * 4
     expected_area = areas[0:4, 0:5].sum()
     assert res.area_ha == pytest.approx(expected_area / 1e4, rel=1e-9)
@@ -209,7 +213,7 @@ def test_cli_json_table_and_exit_codes(tmp_path, agb_utm):
     path, agb, _ = agb_utm
     aoi = _geojson(tmp_path / "aoi.geojson", [_utm_box_to_lonlat(1, 3, 1, 2), _utm_box_to_lonlat(5, 6, 3, 4)])
     runner = CliRunner()
-    res = runner.invoke(app, ["carbon", "stock", str(path), "--aoi", str(aoi), "--json"])
+    res = runner.invoke(app, ["carbon", "stock", str(path), "--aoi", str(aoi), "--json", "--method", "centre"])
     assert res.exit_code == 0, res.output
     obj = json.loads(res.stdout)  # exactly one JSON object
     exp = (agb[1:3, 1:4].sum() + agb[3:5, 5:7].sum()) * PX_HA
@@ -217,7 +221,7 @@ def test_cli_json_table_and_exit_codes(tmp_path, agb_utm):
     assert obj["co2e_total_t"] == pytest.approx(exp * 0.47 * 44 / 12)
     assert len(obj["polygons"]) == 2
     res = runner.invoke(
-        app, ["carbon", "stock", str(path), "--aoi", str(aoi), "--out", str(tmp_path / "r.json")]
+        app, ["carbon", "stock", str(path), "--aoi", str(aoi), "--out", str(tmp_path / "r.json"), "--method", "centre"]
     )
     assert res.exit_code == 0 and "CO2e" in res.stdout
     assert json.loads((tmp_path / "r.json").read_text())["n_pixels"] == 10
@@ -242,11 +246,11 @@ def test_zonal_and_class_areas(tmp_path):
     )
     assert sum(v["percent"] for v in ca.values()) == pytest.approx(100.0)
     aoi = _geojson(tmp_path / "a.geojson", [_utm_box_to_lonlat(0, 1, 0, 1)])
-    ca2 = class_areas(tmp_path / "lc.tif", aoi, {1: "forest", 3: "water"}, include_empty=False)
+    ca2 = class_areas(tmp_path / "lc.tif", aoi, {1: "forest", 3: "water"}, include_empty=False, method="centre")
     assert ca2["forest"]["pixels"] == 3 and ca2["water"]["pixels"] == 1
     assert ca2.total_area_ha == pytest.approx(4 * PX_HA)
     assert ca2.aoi_area_ha == pytest.approx(2.6 * 2.6 * PX_HA, rel=1e-4)
-    zs = zonal_stats(tmp_path / "lc.tif", aoi)
+    zs = zonal_stats(tmp_path / "lc.tif", aoi, method="centre")
     assert zs["total"]["n_pixels"] == 4 and zs["total"]["max"] == 3
     gdf = read_aoi(aoi, UTM)
     assert gdf.crs.to_epsg() == 32633 and len(gdf) == 1
@@ -257,8 +261,8 @@ def test_windowed_matches_whole(tmp_path):
     agb = rng.uniform(0, 300, (300, 280)).astype(np.float32)
     write_geotiff(tmp_path / "big.tif", agb, crs=UTM, transform=TR, nodata=float("nan"))
     aoi = _geojson(tmp_path / "a.geojson", [_utm_box_to_lonlat(10, 250, 20, 290)])
-    small = carbon_stock(tmp_path / "big.tif", aoi, tile=64)
-    whole = carbon_stock(tmp_path / "big.tif", aoi, tile=4096)
+    small = carbon_stock(tmp_path / "big.tif", aoi, tile=64, method="centre")
+    whole = carbon_stock(tmp_path / "big.tif", aoi, tile=4096, method="centre")
     assert small.n_pixels == whole.n_pixels == 241 * 271
     assert small.agb_total_mg == pytest.approx(whole.agb_total_mg, rel=1e-9)
     assert small.agb_total_mg == pytest.approx(agb[20:291, 10:251].astype(float).sum() * PX_HA, rel=1e-6)
