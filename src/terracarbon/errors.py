@@ -24,3 +24,7 @@ class InputError(TerracarbonError):
 
 class ConfigError(TerracarbonError):
     """An option or parameter is invalid or inconsistent."""
+
+
+class BusyError(TerracarbonError):
+    """Another live process is writing the same output (see :func:`terracarbon.utils.output_lock`)."""

@@ -47,6 +47,64 @@ def atomic_path(dst: str | Path, suffix: str | None = None) -> Iterator[Path]:
         raise
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def output_lock(dst: str | Path) -> Iterator[Path]:
+    """Hold ``.<name>.lock`` beside ``dst`` while a run writes it; a second live writer fails at once.
+
+    The lock file is created with ``O_CREAT | O_EXCL`` and holds the owner's PID, host and command line. A lock left by
+    a process that no longer exists on this host (killed, crashed) is stale and taken over, so an interrupted run
+    can be resumed. Raises :class:`terracarbon.errors.BusyError`, naming the other process, while its owner lives.
+    """
+    import socket
+    import sys
+
+    from terracarbon.errors import BusyError
+
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    lock = dst.with_name(f".{dst.name}.lock")
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "cmd": " ".join(sys.argv)[:300]}
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                other = json.loads(lock.read_text(encoding="utf-8") or "{}")
+            except (OSError, ValueError):
+                other = {}
+            pid = int(other.get("pid", 0) or 0)
+            same_host = other.get("host") in (None, me["host"])
+            if pid and (not same_host or _pid_alive(pid)):
+                raise BusyError(
+                    f"{dst}: already being written by process {pid} on {other.get('host', '?')} "
+                    f"({other.get('cmd', '?')}); wait for it, or remove {lock} if that process is gone"
+                ) from None
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()  # stale: its owner is dead
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(me, fh)
+        break
+    else:  # pragma: no cover - lost the race three times
+        raise BusyError(f"{dst}: could not take the lock {lock}")
+    try:
+        yield lock
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            if json.loads(lock.read_text(encoding="utf-8") or "{}").get("pid") == me["pid"]:
+                lock.unlink()
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp:

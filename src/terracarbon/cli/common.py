@@ -13,7 +13,7 @@ from rich.table import Table
 from terracarbon.errors import TerracarbonError
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one-line errors stay one line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
