@@ -146,6 +146,8 @@ class FakeHub:
         self.retry_after = "1"
         self.datasets: dict[str, dict] = {}  # dataset id -> cardData
         self.dataset_faults: dict[str, list[str]] = {}
+        self.readmes: dict[str, str] = {}  # model id -> README.md text
+        self.readme_faults: dict[str, list[str]] = {}
         self.slow_s = 1.0
         hub = self
 
@@ -197,8 +199,27 @@ class FakeHub:
         body = {"_id": hashlib.md5(ds.encode()).hexdigest()[:24], "id": ds, "cardData": self.datasets[ds]}
         self._send(h, 200, json.dumps(body).encode())
 
+    def _readme(self, h, model_id: str) -> None:
+        pending = self.readme_faults.get(model_id)
+        if pending:
+            fault = pending.pop(0)
+            self.requests.append((h.path, fault))
+            return self._send(h, int(fault), b'{"error": "fault"}', {"Retry-After": "0"})
+        if model_id not in self.readmes:
+            self.requests.append((h.path, "404"))
+            return self._send(h, 404, b'{"error": "Entry not found"}')
+        self.requests.append((h.path, "200"))
+        body = self.readmes[model_id].encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "text/plain; charset=utf-8")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
     def _handle(self, h) -> None:
         parsed = urlparse(h.path)
+        if parsed.path.endswith("/resolve/main/README.md"):
+            return self._readme(h, unquote(parsed.path[1 : -len("/resolve/main/README.md")]))
         if parsed.path.startswith("/api/datasets/"):
             return self._dataset(h, unquote(parsed.path[len("/api/datasets/") :]))
         if parsed.path != "/api/models":

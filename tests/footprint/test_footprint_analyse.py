@@ -69,6 +69,12 @@ def test_analyse_synthetic_csv(tmp_path):
     ):
         assert heading in text
     assert "cannot be computed" in text  # only reporting models in the study CSV
+    assert "## Reproduced vs published" in text
+    rep = pd.read_csv(res.replication)
+    assert list(rep.columns) == ["quantity", "reproduced", "published", "source"]
+    assert rep["source"].str.contains("ipynb cell").all()
+    share = rep[rep["quantity"].str.startswith("monthly share reporting")]
+    assert len(share) == 4 and share["reproduced"].isna().all()  # needs non-reporting models
     names = {p.name for p in res.plots}
     assert {"emissions_vs_size.png", "emissions_by_domain.png", "classes.png"} <= names
     for p in res.plots:
@@ -88,17 +94,57 @@ def test_analyse_miner_db_reporting_share(tmp_path, make_items):
     # expected share per creation year from the items themselves
     for year in ("2021", "2022", "2023"):
         ids = [it for it in items if it["createdAt"].startswith(year)]
-        rep = [it for it in ids if isinstance(it["cardData"], dict) and "co2_eq_emissions" in it["cardData"]]
+        # "CO2e reported" as HFPreprocessing defines it: a number (the two malformed cards have none)
+        unusable = ("org0/model-0000", "org4/model-0004")
+        rep = [
+            it
+            for it in ids
+            if isinstance(it["cardData"], dict) and "co2_eq_emissions" in it["cardData"] and it["id"] not in unusable
+        ]
         assert per_year[year]["models"] == len(ids)
         assert per_year[year]["share reporting %"] == pytest.approx(100 * len(rep) / len(ids))
     assert res.figures["malformed"] == 2
-    assert res.figures["reporting_classes"]["not reported"] == 12 + 1  # every third + the broken card
+    assert res.figures["context_completeness"]["not reported"] == 12 + 1  # every third + the broken card
+    rc = res.figures["reporting_classes"]
+    assert sum(rc.values()) == 36 and rc["Energy Optimization"] == rc["Certified Energy Efficiency"] == 0
+    assert rc["Unknown Energy Efficiency"] + rc["Context Reporting"] == 12 + 1 + 2  # + the 2 malformed
     assert res.plots == []
+    # with non-reporting models the monthly share and its OLS trend are reproduced
+    rep = pd.read_csv(res.replication).set_index("quantity")
+    assert rep.loc["monthly share reporting CO2e: overall (%)", "reproduced"] > 0
 
 
+@pytest.mark.shared_data
 def test_analyse_real_hfco2_reproduces_study_findings(shared_data, tmp_path):
     res = analyse(csv=shared_data / "footprint" / "HFCO2.csv", out=tmp_path / "out", plots=False)
     f = res.figures
+    assert f["clean"].endswith("HFClean.csv")  # found next to HFCO2.csv
+    classes = pd.read_csv(res.classes)
+    assert len(classes) == 1419
+    assert classes["efficiency_label"].value_counts().to_dict() == {"C": 826, "B": 486, "D": 55, "A": 37, "E": 15}
+    rep = pd.read_csv(res.replication).set_index("quantity")
+    pub = pd.to_numeric(rep["published"], errors="coerce")
+    got = pd.to_numeric(rep["reproduced"], errors="coerce")
+
+    def close(q, rel):
+        assert got[q] == pytest.approx(pub[q], rel=rel), q
+
+    for lab in "ABCDE":
+        close(f"efficiency label {lab}", 0)
+    # RQ2 correlations on the 48 curated models (HFEmissionsAnalysis cell 21): exact
+    close("curated: Pearson log CO2e vs log model size r (n=48)", 1e-9)
+    close("curated: Pearson log CO2e vs log model size p (raw)", 1e-6)
+    close("curated: Pearson log CO2e vs log dataset size r (n=47)", 1e-9)
+    close("curated: Pearson log CO2e vs log dataset size p (raw)", 1e-6)
+    close("curated: Mann-Whitney U pretraining vs fine-tuning p (raw)", 1e-6)
+    close("log(co2e) - log(model size): p (Holm)", 1e-6)
+    # RQ1 trend of the monthly median CO2e (HFReportingAnalysis cells 17-20): same to 1 %
+    close("monthly median CO2e: maximum (g)", 1e-3)
+    close("monthly median CO2e: OLS slope p (raw)", 0.01)
+    close("monthly median CO2e: OLS slope p (Holm)", 0.01)
+    close("Spearman CO2e vs f1, AutoTrain models: p", 1e-6)
+    close("reporting models, domain Computer Vision", 0)
+    assert "## Reproduced vs published" in res.summary.read_text()
     assert f["models"] > 1400
     # emissions correlate positively with model size and dataset size (study RQ2)
     assert f["spearman"]["model size"]["rho"] > 0.2 and f["spearman"]["model size"]["p"] < 1e-6

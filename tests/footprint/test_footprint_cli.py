@@ -91,6 +91,10 @@ def test_mine_classify_analyse(fake_hub, tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "analysis" / "summary.md").is_file()
     assert (tmp_path / "analysis" / "classes.csv").is_file()
+    assert (tmp_path / "analysis" / "replication.csv").is_file()
+    res = runner.invoke(app, ["classify", "--db", str(db), "--out", str(tmp_path / "c2.csv"), "--corrected"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "c2.csv").read_text().count("\n") == 31
     assert list((tmp_path / "analysis").glob("*.png"))
 
     res = runner.invoke(app, ["analyse", "--csv", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "x")])

@@ -130,9 +130,19 @@ def mine(
     dataset_sizes: bool = typer.Option(
         False, "--dataset-sizes", help="Also look up the size of every dataset used by a reporting model."
     ),
+    card_text: str = typer.Option(
+        None,
+        "--card-text",
+        help="Also read model cards' text for the study's 'Carbon Emitted:' / 'Hardware Type:' rules: "
+        "'all' or 'unreported' (only models the text can change). Resumable.",
+    ),
+    card_text_limit: int = typer.Option(None, "--card-text-limit", help="At most N cards this run."),
 ) -> None:
-    """Mine model listings with their card data into SQLite (resumable, polite)."""
-    from terracarbon.footprint.hub import fetch_dataset_sizes, mine_hub
+    """Mine model listings with their card data into SQLite (resumable, polite).
+
+    The database is the checkpoint: rerun the same command to continue where it stopped.
+    """
+    from terracarbon.footprint.hub import fetch_card_texts, fetch_dataset_sizes, mine_hub
 
     res = mine_hub(
         db,
@@ -171,6 +181,18 @@ def mine(
             max_retries=max_retries,
         )
         print_table("dataset sizes", counts)
+    if card_text:
+        counts = fetch_card_texts(
+            db,
+            endpoint=endpoint,
+            token=token,
+            which=card_text,
+            limit=card_text_limit,
+            timeout=timeout,
+            min_interval_s=min_interval,
+            max_retries=max_retries,
+        )
+        print_table("card texts", counts)
 
 
 @app.command("classify")

@@ -22,6 +22,16 @@ Polite. A minimum interval between requests; HTTP 429 honours ``Retry-After`` (s
 date, capped); 5xx, timeouts and connection errors are retried with exponential backoff and
 jitter; after ``max_retries`` the run stops with :class:`HubError` and can simply be rerun.
 
+Card texts. The study read "CO2e reported" and the hardware from the card metadata *or* the card's
+Markdown (``HFPreprocessing.ipynb`` cell 6, ``extract_context_info``). :func:`fetch_card_texts`
+downloads each model's ``README.md`` (``{endpoint}/{model}/resolve/main/README.md``), keeps only
+what those rules read (the ``Carbon Emitted:``, ``Hardware Type:`` and ``Compute Region:`` values,
+via :func:`terracarbon.footprint.classify.parse_card_text`) in table ``card_texts``, and is
+resumable the same way (one row per model; a rerun asks only for the missing ones).
+
+Whole Hub. ``filter_tag=None`` (CLI ``mine --all-models``) lists every model — reporting or not,
+the study's denominator — with the same cursor checkpoint in table ``state``.
+
 Schema (table ``models``): ``model_id`` (PK), ``author``, ``created_at``, ``last_modified``,
 ``downloads``, ``likes``, ``library_name``, ``pipeline_tag``, ``domain``, ``tags`` (JSON),
 ``datasets`` (JSON), ``co2_reported`` (0/1), ``co2_g``, ``co2_status`` (ok/malformed/absent),
@@ -109,6 +119,10 @@ CREATE TABLE IF NOT EXISTS models (
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS datasets (
     dataset_id TEXT PRIMARY KEY, size_bytes INTEGER, status TEXT NOT NULL, fetched_at TEXT
+);
+CREATE TABLE IF NOT EXISTS card_texts (
+    model_id TEXT PRIMARY KEY, status TEXT NOT NULL, co2_text TEXT, hardware_text TEXT,
+    location_text TEXT, n_chars INTEGER, fetched_at TEXT
 );
 CREATE TABLE IF NOT EXISTS pages (
     n INTEGER PRIMARY KEY AUTOINCREMENT, url TEXT, n_items INTEGER, fetched_at TEXT
@@ -352,7 +366,18 @@ def read_models(db_path: str | Path):
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            df = pd.read_sql_query("SELECT * FROM models ORDER BY model_id", con)
+            has_texts = con.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='card_texts'"
+            ).fetchone()
+            if has_texts:
+                query = (
+                    "SELECT m.*, t.status AS card_text_status, t.co2_text AS card_co2_text, "
+                    "t.hardware_text AS card_hardware_text, t.location_text AS card_location_text "
+                    "FROM models m LEFT JOIN card_texts t USING (model_id) ORDER BY m.model_id"
+                )
+            else:
+                query = "SELECT * FROM models ORDER BY model_id"
+            df = pd.read_sql_query(query, con)
         finally:
             con.close()
     except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
@@ -727,6 +752,96 @@ def fetch_dataset_sizes(
                     )
                 bar.advance(task)
         return dict(con.execute("SELECT status, COUNT(*) FROM datasets GROUP BY status").fetchall())
+    finally:
+        con.close()
+
+
+def fetch_card_texts(
+    db_path: str | Path,
+    *,
+    endpoint: str | None = None,
+    token: str | None = None,
+    which: str = "all",
+    limit: int | None = None,
+    timeout: float = 30.0,
+    max_retries: int = 6,
+    backoff_s: float = 1.0,
+    max_wait_s: float = 120.0,
+    min_interval_s: float = 0.5,
+    progress: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, int]:
+    """Read the card text of mined models for the study's text rules (resumable, polite).
+
+    Args:
+        db_path: a miner database (:func:`mine_hub`).
+        which: ``"all"`` (every model without a stored card text, as the study parsed every card)
+            or ``"unreported"`` (only models whose metadata has no usable ``co2_eq_emissions``
+            or no ``hardware_used`` — the only ones the text can change).
+        limit: fetch at most this many cards in this run.
+        Other arguments as :func:`mine_hub`.
+
+    Returns:
+        Rows of table ``card_texts`` per status (``ok`` / ``no card`` / ``HTTP <code>``).
+    """
+    from .classify import parse_card_text
+
+    if which not in ("all", "unreported"):
+        raise ConfigError(f"which must be 'all' or 'unreported', got {which!r}")
+    ep = resolve_endpoint(endpoint)
+    con = open_db(db_path)
+    try:
+        where = "" if which == "all" else " AND (m.co2_status != 'ok' OR m.hardware_used IS NULL)"
+        todo = [
+            r[0]
+            for r in con.execute(
+                "SELECT m.model_id FROM models m LEFT JOIN card_texts t USING (model_id) "
+                f"WHERE t.model_id IS NULL{where} ORDER BY m.model_id"
+            )
+        ]
+        if limit is not None:
+            todo = todo[: max(0, limit)]
+        fetcher = _Fetcher(
+            token=token,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            max_wait_s=max_wait_s,
+            min_interval_s=min_interval_s,
+            sleep=sleep,
+        )
+        from terracarbon.utils import progress as make_progress
+
+        with make_progress(disable=not progress) as bar:
+            task = bar.add_task("card texts", total=len(todo))
+            for model_id in todo:
+                url = f"{ep}/{quote(model_id, safe='/')}/resolve/main/README.md"
+                r = fetcher.get(url, accept=(401, 403, 404))
+                parsed = {"co2_eq_emissions": None, "hardware_used": None, "geographical_location": None}
+                n_chars = None
+                if r.status_code == 200:
+                    text = r.text
+                    n_chars = len(text)
+                    parsed = parse_card_text(text)
+                    status = "ok"
+                else:
+                    status = "no card" if r.status_code == 404 else f"HTTP {r.status_code}"
+                with con:
+                    con.execute(
+                        "INSERT OR REPLACE INTO card_texts(model_id, status, co2_text, hardware_text, "
+                        "location_text, n_chars, fetched_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            model_id,
+                            status,
+                            parsed["co2_eq_emissions"],
+                            parsed["hardware_used"],
+                            parsed["geographical_location"],
+                            n_chars,
+                            datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        ),
+                    )
+                bar.advance(task)
+        return dict(con.execute("SELECT status, COUNT(*) FROM card_texts GROUP BY status").fetchall())
     finally:
         con.close()
 
