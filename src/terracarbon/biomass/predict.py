@@ -12,24 +12,16 @@ from terracarbon.errors import InputError
 __all__ = ["predict_biomass", "check_bands"]
 
 
-def check_bands(checkpoint_meta: dict[str, Any], src: Path) -> None:
-    """Fail clearly when ``src``'s band names (if it has any) differ from the bands the model was trained on."""
-    from terracarbon.raster.io import open_raster
+def check_bands(checkpoint_meta: dict[str, Any], src: Path) -> list[int] | None:
+    """Fail clearly when ``src`` lacks a band the model was trained on; returns the 1-based bands read, by name.
 
-    bands = checkpoint_meta.get("bands")
-    with open_raster(src) as ds:
-        names = list(ds.descriptions)
-        count = ds.count
-    if not bands:
-        return
-    if count != len(bands):
-        raise InputError(
-            src, f"has {count} band(s) but the model was trained on {len(bands)}: {', '.join(bands)}"
-        )
-    if all(names) and names != list(bands):
-        raise InputError(
-            src, f"band names {names} differ from the model's bands {list(bands)} (same order needed)"
-        )
+    Bands are selected by name from the stack's band descriptions (any order, extra bands ignored); a stack without
+    descriptions must hold exactly the model's bands in its order
+    (:func:`terracarbon.models.registry.resolve_in_bands`).
+    """
+    from terracarbon.models.registry import resolve_in_bands
+
+    return resolve_in_bands(checkpoint_meta, src)
 
 
 def predict_biomass(

@@ -577,8 +577,8 @@ def predict_checkpoint(
     checkpoint, dst_path = Path(checkpoint), Path(dst_path)
     model, spec, meta = load_checkpoint(checkpoint)
     extra = (validate(spec, meta) if validate is not None else None) or {}
-    predictor = predictor_from_loaded(
-        model, meta, onnx_cache=checkpoint.with_suffix(".onnx"), source=checkpoint
+    predictor = predictor_from_loaded(  # bands selected from the input by name
+        model, meta, onnx_cache=checkpoint.with_suffix(".onnx"), source=checkpoint, stack=src_path
     )
     predictor.tags = {**dict(predictor.tags), "model": checkpoint.name, **dict(tags or {}), **dict(extra)}
     rd = Path(run_dir) if run_dir is not None else dst_path.parent / f"{dst_path.stem}.run"
