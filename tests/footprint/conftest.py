@@ -13,6 +13,7 @@ import ast
 import csv
 import hashlib
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -265,6 +266,18 @@ class FakeHub:
             headers["Link"] = f'<{self.url}/api/models?{urlencode(nq, doseq=True)}>; rel="next"'
         self.requests.append((h.path, "200"))
         self._send(h, 200, json.dumps(out).encode(), headers)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _probe_cache_in_tmp(tmp_path_factory):
+    """Keep codecarbon's per-machine probe cache out of the user's ~/.cache during these tests."""
+    old = os.environ.get("TERRACARBON_PROBE_CACHE")
+    os.environ["TERRACARBON_PROBE_CACHE"] = str(tmp_path_factory.mktemp("probe") / "codecarbon-probe.json")
+    yield
+    if old is None:
+        os.environ.pop("TERRACARBON_PROBE_CACHE", None)
+    else:
+        os.environ["TERRACARBON_PROBE_CACHE"] = old
 
 
 @pytest.fixture

@@ -240,3 +240,47 @@ def test_fixture_speaks_the_api_huggingface_hub_expects(fake_hub):
     with_card = [m for m in models if m.card_data is not None and not isinstance(m.card_data, str)]
     assert any("co2_eq_emissions" in m.card_data for m in with_card)
     assert all(m.downloads is not None for m in models)
+
+
+def test_all_models_listing_with_card_texts_resumes(make_fake_hub, make_items, tmp_path):
+    """--all-models: reporting and silent models, the card texts the study's rules read, resumable."""
+    from terracarbon.footprint.classify import classify, load_records
+    from terracarbon.footprint.hub import fetch_card_texts
+
+    items = make_items(24)
+    hub = make_fake_hub(items, page_size=5)
+    # model 2 reports nothing in its metadata but says so in its card text (HFPreprocessing cell 6)
+    hub.readmes = {
+        "org2/model-0002": "# m\n## Environmental Impact\n- Hardware Type: 1 x A100\n- Carbon Emitted: 0.25 kg\n",
+        # the study's regex keeps the '**' of bold Markdown: no leading number, so no CO2e
+        "org1/model-0008": "- **Carbon Emitted:** 0.25 kg\n",
+        "org5/model-0005": "- Hardware Type: 2 x T4\n- Carbon Emitted: [More Information Needed]\n",
+        "org6/model-0006": "no structured fields here",
+    }
+    db = tmp_path / "all.sqlite"
+    hub.faults = {10: ["500"] * 3}
+    with pytest.raises(HubError):
+        mine_hub(db, endpoint=hub.url, filter_tag=None, max_retries=1, sleep=lambda s: None, **FAST)
+    assert len(read_models(db)) == 10  # two pages kept: the checkpoint
+    res = mine_hub(db, endpoint=hub.url, filter_tag=None, sleep=lambda s: None, **FAST)
+    assert res.resumed and res.complete and res.models_stored == 24  # every model, reporting or not
+    assert res.pages == 3  # only the pages not stored yet
+    kw = {k: v for k, v in FAST.items() if k != "timeout"}
+    hub.readme_faults = {"org5/model-0005": ["429"]}
+    first = fetch_card_texts(db, endpoint=hub.url, limit=8, sleep=lambda s: None, **kw)
+    assert sum(first.values()) == 8
+    counts = fetch_card_texts(db, endpoint=hub.url, sleep=lambda s: None, **kw)
+    assert counts == {"ok": 4, "no card": 20}
+    readme_requests = [p for p, _ in hub.requests if p.endswith("README.md")]
+    assert len(readme_requests) == 24 + 1  # each card asked once, plus the 429 retry
+    rec = load_records(db=db).set_index("model_id")
+    assert rec.loc["org2/model-0002", "co2_reported"] == 1
+    assert rec.loc["org2/model-0002", "co2_eq_emissions"] == pytest.approx(250.0)
+    assert rec.loc["org2/model-0002", "hardware_used"] == "1 x A100"
+    classes = classify(records=load_records(db=db)).set_index("model_id")["reporting_class"]
+    assert classes["org2/model-0002"] == "Energy Awareness"
+    assert classes["org5/model-0005"] == "Context Reporting"  # hardware from the text, no CO2e
+    assert classes["org1/model-0008"] == "Unknown Energy Efficiency"
+    assert set(classes) <= {
+        "Unknown Energy Efficiency", "Context Reporting", "Basic Energy Reporting", "Energy Awareness"
+    }

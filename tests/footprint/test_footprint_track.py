@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 
@@ -126,3 +127,62 @@ def test_load_emissions_errors(tmp_path):
     (tmp_path / "emissions.json").write_text("[1, 2]")
     with pytest.raises(InputError, match="not a JSON object"):
         load_emissions(tmp_path)
+
+
+def test_cached_probe_gives_the_same_tracker_config_as_a_cold_probe(tmp_path, monkeypatch):
+    hc = pytest.importorskip("codecarbon.core.hardware_cache")
+    from terracarbon.footprint import track as tr
+
+    cache = tmp_path / "cache" / "probe.json"
+    monkeypatch.setenv("TERRACARBON_PROBE_CACHE", str(cache))
+
+    def config(t):
+        tracker = t._tracker
+        conf = {k: tracker._conf.get(k) for k in hc.CONF_KEYS}
+        return conf, [hc._spec_from_hardware(h) for h in tracker._hardware]
+
+    hc.clear_cache()  # a fresh process: codecarbon probes the machine
+    with track_emissions(tmp_path / "cold", "cold") as cold:
+        cold_config = config(cold)
+    assert cold.result["probe"] == "probed" and cold.result["error"] is None
+    assert cache.is_file()
+    stored = json.loads(cache.read_text())
+    assert stored["machine"]["cpu_count"] == os.cpu_count()
+
+    hc.clear_cache()  # another fresh process: the probe now comes from the cache file
+    with track_emissions(tmp_path / "cached", "cached") as cached:
+        cached_config = config(cached)
+    assert cached.result["probe"] == "cached" and cached.result["error"] is None
+    assert cached_config == cold_config
+    for key in ("method", "methods", "hardware", "cpu_model", "cpu_count", "gpu_count", "ram_power_w"):
+        assert cached.result[key] == cold.result[key], key
+    assert cached.result["energy_kwh"] is not None and cached.result["emissions_g"] >= 0
+    rows = list(csv.DictReader((tmp_path / "cached" / "emissions.csv").open()))
+    assert len(rows) == 1 and rows[0]["cpu_model"] == cold.result["cpu_model"]
+
+    # another machine (or codecarbon version) must not reuse it
+    from codecarbon import OfflineEmissionsTracker
+
+    probe_tracker = OfflineEmissionsTracker(country_iso_code="USA", output_methods=[], log_level="error")
+    hc.clear_cache()
+    assert tr.install_cached_probe(probe_tracker) is True
+    hc.clear_cache()
+    real = tr.machine_fingerprint()
+    monkeypatch.setattr(tr, "machine_fingerprint", lambda: {**real, "cpu_count": (real["cpu_count"] or 1) + 1})
+    assert tr.install_cached_probe(probe_tracker) is False
+    monkeypatch.setenv("TERRACARBON_PROBE_CACHE", "off")
+    assert tr.probe_cache_path() is None and tr.install_cached_probe(probe_tracker) is False
+
+
+def test_emissions_csv_appends_like_codecarbon(tmp_path):
+    from terracarbon.footprint.track import append_emissions_csv
+
+    path = tmp_path / "emissions.csv"
+    append_emissions_csv(path, {"timestamp": "t1", "emissions": 1e-05, "region": None})
+    append_emissions_csv(path, {"region": "x", "timestamp": "t2", "emissions": 2.0})
+    rows = list(csv.DictReader(path.open()))
+    assert [r["timestamp"] for r in rows] == ["t1", "t2"] and rows[1]["region"] == "x"
+    assert rows[0]["region"] == "" and float(rows[0]["emissions"]) == 1e-05
+    append_emissions_csv(path, {"other": 1})  # other columns: old file kept as .bak
+    assert (tmp_path / "emissions.csv.bak").is_file()
+    assert list(csv.DictReader(path.open())) == [{"other": "1"}]
