@@ -32,6 +32,7 @@ SUBCOMMANDS = {
     "footprint": "Energy and CO2e of ML runs; Hub mining and analysis.",
     "emissions": "Enterprise emissions: description -> NAICS -> CO2e.",
     "report": "HTML reports of assessment runs.",
+    "models": "Published models: import TerraTorch / Hugging Face checkpoints.",
 }
 
 _broken: dict[str, str] = {}

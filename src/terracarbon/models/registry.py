@@ -32,7 +32,12 @@ INIT_ONLY_KEYS = ("encoder_weights", "init_from")
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 # architectures defined in other modules, imported on first use
-_LAZY = {"gfm": "terracarbon.models.gfm", "maskrcnn": "terracarbon.models.crowns"}
+_LAZY = {
+    "gfm": "terracarbon.models.gfm",
+    "maskrcnn": "terracarbon.models.crowns",
+    "terratorch_upernet": "terracarbon.models.upernet",
+    "hf_segformer": "terracarbon.models.hf_segformer",
+}
 
 
 def register_arch(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
