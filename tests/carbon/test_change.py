@@ -168,3 +168,22 @@ def test_cli_change_json_contract_and_table(maps):
     assert "emission" in res.stdout and "removal" in res.stdout
     res = runner.invoke(app, ["carbon", "change", str(p0), str(p1), "--aoi", str(aoi), "--years", "0", "--json"])
     assert res.exit_code == 2 and "zero years" in res.output
+
+
+def test_change_report_page_and_section(maps):
+    from terracarbon.cli import app
+    from terracarbon.report.report import change_section_html
+
+    d, p0, p1, _, _ = maps
+    aoi = _parcels(d / "parcels.gpkg")
+    runner = CliRunner()
+    res = runner.invoke(app, ["carbon", "change", str(p0), str(p1), "--aoi", str(aoi), "--delta-raster",
+                              str(d / "dco2e.tif"), "--report", str(d / "change.html"), "--out", str(d / "change.json")])
+    assert res.exit_code == 0, res.output
+    page = (d / "change.html").read_text()
+    assert "Carbon stock change" in page and "data:image/png;base64," in page
+    assert "positive = emission" in page and 'id="change-dco2e-total"' in page
+    assert (d / "change.co2e.png").exists()
+    obj = json.loads((d / "change.json").read_text())
+    html = change_section_html(obj)
+    assert "loss" in html and "gain" in html

@@ -134,6 +134,9 @@ def change(
     delta_raster: Path | None = typer.Option(
         None, "--delta-raster", help="Also write the per-pixel ΔCO2e map (t/ha, + = emission) here."
     ),
+    report: Path | None = typer.Option(
+        None, "--report", help="Also write an HTML page with the change tables and the ΔCO2e map (needs --delta-raster)."
+    ),
     layer: str | None = typer.Option(None, help="Layer of a multi-layer AOI file (GeoPackage)."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object."),
     out: Path | None = typer.Option(None, "--out", help="Also write the JSON result to this file."),
@@ -165,6 +168,10 @@ def change(
     )
     if out is not None:
         atomic_write_text(out, result.to_json() + "\n")
+    if report is not None:
+        from terracarbon.report.report import build_change_report
+
+        build_change_report(result.to_dict(), report)
     if as_json:
         typer.echo(result.to_json(indent=None))
         return
