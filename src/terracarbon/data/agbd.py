@@ -103,7 +103,12 @@ ALL_BANDS: list[str] = [
     "LC_PROB",
     "DEM",
 ]
-"""Every band name :class:`AGBDDataset` accepts, in the original loader's concatenation order (default selection)."""
+"""The loader's default 24 features, in its concatenation order (default selection of :class:`AGBDDataset`)."""
+
+DATE_BANDS = ["S2_DAY", "S2_DOY_COS", "S2_DOY_SIN", "GEDI_DAY", "GEDI_DOY_COS", "GEDI_DOY_SIN"]
+"""Optional date features (``GEDIDataset`` ``s2_dates``/``s2_day``/``s2_doy``/``gedi_dates``): the day count since the
+GEDI mission start normalised by ``min_max`` (for ``pct``, as the loader does) and the day of year as
+``(cos+1)/2, (sin+1)/2`` of ``2π·doy/365``, constant over the patch."""
 
 GEDI_ATTRS: dict[str, Any] = {
     "pft_class": np.uint8,
@@ -152,6 +157,19 @@ REF_BIOMES = {
     125: "Open-mixed",
     126: "Open-other",
 }
+
+
+LC_ONEHOT_BANDS = [f"LC_OH_{code}" for code in REF_BIOMES]
+"""Optional one-hot land cover (``GEDIDataset`` ``onehot``): one band per class of :data:`REF_BIOMES`; a class
+outside the list (or nodata) counts as the first class, as the loader's ``onehot_lc`` does."""
+
+ACCEPTED_BANDS: list[str] = [*ALL_BANDS, *DATE_BANDS, *LC_ONEHOT_BANDS]
+"""Every feature name :class:`AGBDDataset` accepts."""
+
+LITE_FILES = {s: f"AGBD-Lite-{s}.h5" for s in ("train", "val", "test")}
+"""AGBD-Lite split files (card of ``prs-eth/AGBD-Lite``; ``data/agbd_lite/helper/dataset.py`` in AGBD-GFMs):
+one flat file per split (no tile groups, no ``CH``), statistics ``AGBD-Lite-statistics.pkl``."""
+LITE_STATS_FILE = "AGBD-Lite-statistics.pkl"
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -230,6 +248,25 @@ def encode_coords(lat: float, lon: float, patch_size: int, resolution: float = 1
     )
 
 
+def encode_doy(num_days: float) -> tuple[float, float]:
+    """Day of year of ``num_days`` after the GEDI mission start as ``((cos+1)/2, (sin+1)/2)`` of ``2π·doy/365``
+    (the loader's ``get_doy``; ``doy`` counted from 0)."""
+    from datetime import timedelta
+
+    doy = (GEDI_START_MISSION + timedelta(days=int(num_days))).timetuple().tm_yday - 1
+    return (np.cos(2 * np.pi * doy / 365) + 1) / 2, (np.sin(2 * np.pi * doy / 365) + 1) / 2
+
+
+def onehot_lc(lc: np.ndarray) -> np.ndarray:
+    """One band per :data:`REF_BIOMES` class (K×H×W); unknown classes and nodata go to the first class."""
+    codes = np.array(list(REF_BIOMES))
+    lc = np.asarray(lc)
+    idx = np.zeros(lc.shape, dtype=np.int64)
+    for k, code in enumerate(codes):
+        idx[lc == code] = k
+    return (np.arange(len(codes))[:, None, None] == idx[None]).astype(np.float64)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # files
 
@@ -244,20 +281,29 @@ def _load_pickle(path: Path, what: str):
         raise InputError(path, f"{what} unreadable ({type(exc).__name__}: {exc})") from exc
 
 
-def find_statistics(root: PathLike) -> Path:
-    """Path of the normalisation statistics pickle in ``root`` (``..._v4_new.pkl`` preferred)."""
+def is_lite(root: PathLike) -> bool:
+    """True when ``root`` holds AGBD-Lite split files (``AGBD-Lite-{split}.h5``) rather than the tile files."""
     root = Path(root)
-    for name in STATS_FILES:
+    return any((root / name).exists() for name in LITE_FILES.values())
+
+
+def find_statistics(root: PathLike) -> Path:
+    """Path of the normalisation statistics pickle in ``root`` (``..._v4_new.pkl`` preferred; AGBD-Lite's own)."""
+    root = Path(root)
+    names = (LITE_STATS_FILE, *STATS_FILES) if is_lite(root) else (*STATS_FILES, LITE_STATS_FILE)
+    for name in names:
         if (root / name).exists():
             return root / name
-    return root / STATS_FILES[0]
+    return root / names[0]
 
 
 def read_statistics(root: PathLike) -> dict:
     """The normalisation statistics of an AGBD folder, with its expected structure checked."""
     path = find_statistics(root)
     stats = _load_pickle(path, "AGBD normalisation statistics")
-    need = {"S2_bands", "ALOS_bands", "CH", "DEM", "GEDI"}
+    need = {"S2_bands", "ALOS_bands", "DEM", "GEDI"}
+    if path.name != LITE_STATS_FILE:
+        need.add("CH")  # AGBD-Lite carries no canopy height
     if not isinstance(stats, dict) or not need <= set(stats):
         raise InputError(path, f"not AGBD statistics: expected keys {sorted(need)}")
     return stats
@@ -292,6 +338,96 @@ def _open_h5(path: Path):
         raise InputError(path, f"not a readable HDF5 file, truncated or corrupt ({exc})") from exc
 
 
+INDEX_CACHE = ".terracarbon-agbd-index.json"
+
+
+def _file_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path.name}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _cache_path(root: Path) -> Path:
+    own = root / INDEX_CACHE
+    if os.access(root, os.W_OK):
+        return own
+    import hashlib
+
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "terracarbon" / "agbd"
+    return base / f"{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]}.json"
+
+
+def build_index(root: PathLike, files: Sequence[Path], *, cache: bool = True) -> dict[str, dict[str, int]]:
+    """``{file name: {tile: n_patches}}`` of the AGBD ``files`` (``""`` is the tile of a flat AGBD-Lite file).
+
+    Built once by reading each file's group names and ``GEDI/agbd`` lengths (no patch data), then cached as JSON in
+    ``root/.terracarbon-agbd-index.json`` (or ``~/.cache/terracarbon/agbd/`` when ``root`` is read-only), keyed by
+    file name, size and modification time; later datasets, epochs and workers reuse it without opening the files.
+    """
+    import json
+
+    root = Path(root)
+    cpath = _cache_path(root)
+    cached: dict[str, Any] = {}
+    if cache and cpath.exists():
+        try:
+            cached = json.loads(cpath.read_text())
+        except (OSError, ValueError):
+            cached = {}
+    index: dict[str, dict[str, int]] = {}
+    changed = False
+    for path in files:
+        key = _file_key(path)
+        hit = cached.get(key)
+        if hit is not None:
+            index[path.name] = {str(t): int(n) for t, n in hit.items()}
+            continue
+        tiles: dict[str, int] = {}
+        with _open_h5(path) as f:
+            if "GEDI" in f and "S2_bands" in f:  # flat AGBD-Lite file
+                tiles[""] = int(len(f["GEDI"]["agbd"]))
+            else:
+                for tile in sorted(f.keys()):
+                    try:
+                        tiles[tile] = int(len(f[tile]["GEDI"]["agbd"]))
+                    except (KeyError, TypeError) as exc:
+                        raise InputError(path, f"tile {tile}: missing GEDI/agbd ({exc})") from exc
+        index[path.name] = tiles
+        cached[key] = tiles
+        changed = True
+    if cache and changed:
+        try:
+            from terracarbon.utils import atomic_path
+
+            cpath.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(cpath) as tmp:
+                tmp.write_text(json.dumps(cached))
+        except OSError:  # pragma: no cover - cache is an optimisation only
+            pass
+    return index
+
+
+class _CachedGroup:
+    """An h5py group whose dataset lookups (``"GEDI/agbd"`` paths) are cached: a lookup costs ~1 ms per call in
+    h5py, which dominated per-item reads before."""
+
+    def __init__(self, grp) -> None:
+        self._grp = grp
+        self._cache: dict[str, Any] = {}
+        self._has: dict[str, bool] = {}
+
+    def __getitem__(self, key: str):
+        d = self._cache.get(key)
+        if d is None:
+            d = self._cache[key] = self._grp[key]
+        return d
+
+    def __contains__(self, key: str) -> bool:
+        h = self._has.get(key)
+        if h is None:
+            h = self._has[key] = key in self._grp
+        return h
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # dataset
 
@@ -301,16 +437,26 @@ class AGBDDataset(Dataset):
 
     Parameters
     ----------
-    root: folder with the ``.h5`` files, ``biomes_splits_to_name.pkl`` and the statistics pickle (AGBD layout).
+    root: folder with the ``.h5`` files, ``biomes_splits_to_name.pkl`` and the statistics pickle (AGBD layout), or
+        with the AGBD-Lite files ``AGBD-Lite-{train,val,test}.h5`` + ``AGBD-Lite-statistics.pkl`` (one file per
+        split, no tile groups, no canopy height).
     split: ``"train"``, ``"val"`` or ``"test"`` (tiles listed in ``biomes_splits_to_name.pkl``).
-    bands: names from :data:`ALL_BANDS` (output channels in that order); ``None`` = all 24 in the loader's order.
-    patch_size: odd crop size around the footprint (≤ the stored 25).
+    bands: names from :data:`ACCEPTED_BANDS` (output channels in that order); ``None`` = :data:`ALL_BANDS`.
+    patch_size: odd crop size around the footprint (≤ the stored 25); 1 gives the centre pixel only.
     norm_strat: ``"pct"`` (paper), ``"mean_std"`` or ``"min_max"``.
     normalize: ``False`` returns physical units (reflectance, dB, m) with NaN for nodata.
     years: restrict to files of these years (default: all found). ``version``: dataset version in file names (4).
+    max_patches, fraction: keep a seeded random subset (``fraction`` of the split, then at most ``max_patches``),
+        in file order so reads stay sequential. ``seed``: seed of that subset.
+    stats: normalisation statistics to use instead of the folder's pickle (e.g. those stored in a checkpoint).
+    return_lc: add ``lc`` (land cover class at the centre pixel, 255 = nodata) to items (per-biome scores).
+    cache_index: cache the file/tile index (:func:`build_index`).
 
     Items are dicts: ``image`` (float32 tensor C×H×W), ``agbd`` (float32 scalar tensor, Mg/ha, not normalised),
     ``agbd_se``, ``lat``, ``lon``, ``tile``, ``file``, ``index`` (row in the tile's datasets).
+
+    Streaming: the index is built once (and cached), nothing is scanned per epoch, and each DataLoader worker opens
+    its own h5py handles on first use (handles are dropped when pickled and reopened after a fork).
     """
 
     def __init__(
@@ -324,6 +470,12 @@ class AGBDDataset(Dataset):
         normalize: bool = True,
         years: Sequence[int] | None = None,
         version: int = 4,
+        max_patches: int | None = None,
+        fraction: float | None = None,
+        seed: int = 0,
+        stats: dict | None = None,
+        return_lc: bool = False,
+        cache_index: bool = True,
     ):
         self.root = Path(root)
         if not self.root.is_dir():
@@ -334,10 +486,14 @@ class AGBDDataset(Dataset):
             raise ConfigError(f"norm_strat must be pct, mean_std or min_max, got {norm_strat!r}")
         if not isinstance(patch_size, int) or patch_size < 1 or patch_size % 2 == 0 or patch_size > PATCH:
             raise ConfigError(f"patch_size must be an odd integer between 1 and {PATCH}, got {patch_size!r}")
+        if fraction is not None and not 0 < fraction <= 1:
+            raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
+        if max_patches is not None and max_patches < 1:
+            raise ConfigError(f"max_patches must be >= 1, got {max_patches}")
         bands = list(ALL_BANDS) if bands is None else [str(b) for b in bands]
-        unknown = [b for b in bands if b.upper() not in ALL_BANDS]
+        unknown = [b for b in bands if b.upper() not in ACCEPTED_BANDS]
         if unknown:
-            raise ConfigError(f"unknown AGBD band(s) {unknown}; available: {', '.join(ALL_BANDS)}")
+            raise ConfigError(f"unknown AGBD band(s) {unknown}; available: {', '.join(ACCEPTED_BANDS)}")
         if not bands:
             raise ConfigError("bands must name at least one band")
         self.bands = [b.upper() for b in bands]
@@ -345,42 +501,64 @@ class AGBDDataset(Dataset):
         self.patch_size = patch_size
         self.norm_strat = norm_strat
         self.normalize = normalize
+        self.return_lc = return_lc
+        self.lite = is_lite(self.root)
         self.stats_path = find_statistics(self.root)
-        self.stats = read_statistics(self.root)
-        self.splits = read_splits(self.root)
-        self.files = list_h5_files(self.root, years, version)
-        if not self.files:
-            raise InputError(self.root, f"no AGBD files data_subset-<year>-v{version}_<i>-20.h5 found")
-        wanted = set(self.splits[split])
-        # index: (file, tile, n) in file order, tiles sorted as np.intersect1d does in the loader
+        self.stats = stats if stats is not None else read_statistics(self.root)
+        if self.lite:
+            lite_file = self.root / LITE_FILES[split]
+            if not lite_file.exists():
+                raise InputError(lite_file, f"AGBD-Lite {split} file missing")
+            self.splits = {}
+            self.files = [lite_file]
+            if {"CH", "CH_STD"} & set(self.bands):
+                raise ConfigError("AGBD-Lite has no canopy height (CH, CH_STD); choose other features")
+            wanted = None
+        else:
+            self.splits = read_splits(self.root)
+            self.files = list_h5_files(self.root, years, version)
+            if not self.files:
+                raise InputError(self.root, f"no AGBD files data_subset-<year>-v{version}_<i>-20.h5 found")
+            wanted = set(self.splits[split])
+        index = build_index(self.root, self.files, cache=cache_index)
+        # entries: (file, tile, n) in file order, tiles sorted as np.intersect1d does in the loader
         self._entries: list[tuple[Path, str, int]] = []
         for path in self.files:
-            with _open_h5(path) as f:
-                for tile in sorted(set(f.keys()) & wanted):
-                    grp = f[tile]
-                    try:
-                        n = len(grp["GEDI"]["agbd"])
-                        shape = grp["S2_bands"].shape
-                    except KeyError as exc:
-                        raise InputError(path, f"tile {tile}: missing dataset ({exc})") from exc
-                    if shape[1] != shape[2] or shape[1] < patch_size:
-                        raise InputError(
-                            path, f"tile {tile}: patches are {shape[1]}×{shape[2]}, need ≥ {patch_size}"
-                        )
-                    if n:
-                        self._entries.append((path, tile, n))
+            for tile in sorted(index[path.name]):
+                if wanted is not None and tile not in wanted:
+                    continue
+                n = index[path.name][tile]
+                if n:
+                    self._entries.append((path, tile, n))
         self._cum = np.cumsum([n for _, _, n in self._entries]).tolist()
+        total = self._cum[-1] if self._cum else 0
+        self._sel: np.ndarray | None = None
+        if (fraction is not None and fraction < 1) or (max_patches is not None and max_patches < total):
+            rng = np.random.default_rng([seed, 13])
+            k = total if fraction is None else max(1, int(round(fraction * total)))
+            if max_patches is not None:
+                k = min(k, max_patches)
+            self._sel = np.sort(rng.choice(total, size=min(k, total), replace=False))
         self._handles: dict[Path, Any] = {}
         self._pid = os.getpid()
+        self._checked: set[tuple[Path, str]] = set()
+        self._groups: dict[tuple[Path, str], _CachedGroup] = {}
 
     # -- indexing ---------------------------------------------------------------------------------------------------
-    def __len__(self) -> int:
+    @property
+    def n_total(self) -> int:
+        """Patches of the split before sampling."""
         return self._cum[-1] if self._cum else 0
+
+    def __len__(self) -> int:
+        return int(len(self._sel)) if self._sel is not None else self.n_total
 
     def locate(self, n: int) -> tuple[Path, str, int]:
         """(file, tile, row) of item ``n``."""
         if not 0 <= n < len(self):
             raise IndexError(f"index {n} out of range for {len(self)} AGBD patches")
+        if self._sel is not None:
+            n = int(self._sel[n])
         k = bisect.bisect_right(self._cum, n)
         start = self._cum[k - 1] if k else 0
         path, tile, _ = self._entries[k]
@@ -388,7 +566,7 @@ class AGBDDataset(Dataset):
 
     @property
     def tiles(self) -> list[str]:
-        """Tiles of this split present in the files."""
+        """Tiles of this split present in the files (``[""]`` for AGBD-Lite's flat files)."""
         return sorted({t for _, t, _ in self._entries})
 
     def _handle(self, path: Path):
@@ -400,6 +578,27 @@ class AGBDDataset(Dataset):
             h = self._handles[path] = _open_h5(path)
         return h
 
+    def _group(self, path: Path, tile: str):
+        if os.getpid() != self._pid:  # forked DataLoader worker: its own handles
+            self._handles, self._groups, self._pid = {}, {}, os.getpid()
+        key = (path, tile)
+        grp = self._groups.get(key)
+        if grp is not None:
+            return grp
+        f = self._handle(path)
+        grp = self._groups[key] = _CachedGroup(f[tile] if tile else f)
+        if (path, tile) not in self._checked:
+            try:
+                shape = grp["S2_bands"].shape
+            except KeyError as exc:
+                raise InputError(path, f"tile {tile or '(flat)'}: missing dataset ({exc})") from exc
+            if shape[1] != shape[2] or shape[1] < self.patch_size:
+                raise InputError(
+                    path, f"tile {tile}: patches are {shape[1]}×{shape[2]}, need ≥ {self.patch_size}"
+                )
+            self._checked.add((path, tile))
+        return grp
+
     def close(self) -> None:
         """Close the open HDF5 handles."""
         for h in self._handles.values():
@@ -408,10 +607,12 @@ class AGBDDataset(Dataset):
             except Exception:  # pragma: no cover
                 pass
         self._handles = {}
+        self._groups = {}
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_handles"] = {}
+        state["_groups"] = {}
         return state
 
     # -- items ------------------------------------------------------------------------------------------------------
@@ -419,7 +620,7 @@ class AGBDDataset(Dataset):
         import torch
 
         path, tile, idx = self.locate(int(n))
-        grp = self._handle(path)[tile]
+        grp = self._group(path, tile)
         full = grp["S2_bands"].shape[1]
         c = full // 2
         w = self.patch_size // 2
@@ -428,13 +629,14 @@ class AGBDDataset(Dataset):
         feats: dict[str, np.ndarray] = {}
         norm = self.normalize
         strat = self.norm_strat
+        ps = (self.patch_size, self.patch_size)
+        lc_center = None
         try:
             s2_want = [b for b in S2_ORDER if b in want]
             if s2_want:
                 order = [str(b) for b in grp["S2_bands"].attrs.get("order", S2_ORDER)]
                 raw = grp["S2_bands"][sl].astype(np.float64)  # h×w×12
-                meta = grp["Sentinel_metadata"]
-                boa = meta["S2_boa_offset"][idx] if "S2_boa_offset" in meta else 0
+                boa = grp["Sentinel_metadata/S2_boa_offset"][idx] if "Sentinel_metadata/S2_boa_offset" in grp else 0
                 for b in s2_want:
                     dn = raw[..., order.index(b)]
                     sr = s2_reflectance(dn, boa)
@@ -444,9 +646,22 @@ class AGBDDataset(Dataset):
                         )
                     else:
                         feats[b] = np.where(dn == 0, np.nan, sr)
-            g = grp["GEDI"]
+            date_strat = "min_max" if strat == "pct" else strat
+            for prefix, key in (("S2", "Sentinel_metadata/S2_date"), ("GEDI", "GEDI/date")):
+                if not want & {f"{prefix}_DAY", f"{prefix}_DOY_COS", f"{prefix}_DOY_SIN"}:
+                    continue
+                days = float(grp[key][idx])
+                dstats = (self.stats["Sentinel_metadata"]["S2_date"] if prefix == "S2" else self.stats["GEDI"]["date"])
+                day = normalize_data(np.array(days), dstats, date_strat) if norm else np.array(days)
+                dc, ds_ = encode_doy(days)
+                feats[f"{prefix}_DAY"] = np.full(ps, float(day))
+                feats[f"{prefix}_DOY_COS"] = np.full(ps, dc)
+                feats[f"{prefix}_DOY_SIN"] = np.full(ps, ds_)
             lat, lon = decode_lat_lon(
-                g["lat_offset"][idx], g["lat_decimal"][idx], g["lon_offset"][idx], g["lon_decimal"][idx]
+                grp["GEDI/lat_offset"][idx],
+                grp["GEDI/lat_decimal"][idx],
+                grp["GEDI/lon_offset"][idx],
+                grp["GEDI/lon_decimal"][idx],
             )
             if want & {"LAT_COS", "LAT_SIN", "LON_COS", "LON_SIN"}:
                 enc = encode_coords(lat, lon, self.patch_size)
@@ -464,29 +679,36 @@ class AGBDDataset(Dataset):
                         feats[b] = np.where(db == -9999.0, np.nan, db)
             for name, key in (("CH", "ch"), ("CH_STD", "std")):
                 if name in want:
-                    v = grp["CH"][key][sl].astype(np.float64)
+                    v = grp[f"CH/{key}"][sl].astype(np.float64)
                     if norm:
                         feats[name] = normalize_data(v, self.stats["CH"][key], strat, NODATAVALS["CH"])
                     else:
                         feats[name] = np.where(v == NODATAVALS["CH"], np.nan, v)
-            if want & {"LC_COS", "LC_SIN", "LC_PROB"}:
+            lc_want = want & {"LC_COS", "LC_SIN", "LC_PROB", *LC_ONEHOT_BANDS}
+            if lc_want:
                 lc = grp["LC"][sl]
                 for name, arr in zip(("LC_COS", "LC_SIN", "LC_PROB"), encode_lc(lc[..., 0], lc[..., 1])):
                     feats[name] = arr
+                if want & set(LC_ONEHOT_BANDS):
+                    for name, arr in zip(LC_ONEHOT_BANDS, onehot_lc(lc[..., 0])):
+                        feats[name] = arr
+                lc_center = int(lc[w, w, 0])
+            if self.return_lc and lc_center is None:
+                lc_center = int(grp["LC"][idx, c, c, 0])
             if "DEM" in want:
                 v = grp["DEM"][sl].astype(np.float64)
                 if norm:
                     feats["DEM"] = normalize_data(v, self.stats["DEM"], strat, NODATAVALS["DEM"])
                 else:
                     feats["DEM"] = np.where(v == NODATAVALS["DEM"], np.nan, v)
-            agbd = float(g["agbd"][idx])
-            agbd_se = float(g["agbd_se"][idx]) if "agbd_se" in g else float("nan")
+            agbd = float(grp["GEDI/agbd"][idx])
+            agbd_se = float(grp["GEDI/agbd_se"][idx]) if "GEDI/agbd_se" in grp else float("nan")
         except KeyError as exc:
-            raise InputError(path, f"tile {tile}: missing dataset or band ({exc})") from exc
+            raise InputError(path, f"tile {tile or '(flat)'}: missing dataset or band ({exc})") from exc
         except OSError as exc:
             raise InputError(path, f"tile {tile}: read failed, file corrupt? ({exc})") from exc
         image = np.stack([feats[b] for b in self.bands]).astype(np.float32)
-        return {
+        item = {
             "image": torch.from_numpy(image),
             "agbd": torch.tensor(agbd, dtype=torch.float32),
             "agbd_se": agbd_se,
@@ -496,13 +718,24 @@ class AGBDDataset(Dataset):
             "file": path.name,
             "index": idx,
         }
+        if self.return_lc:
+            item["lc"] = lc_center
+        return item
 
     def labels(self) -> np.ndarray:
-        """All ``agbd`` labels of this split (Mg/ha), in item order, read without the images."""
+        """All ``agbd`` labels of this split (Mg/ha), in item order (after sampling), read without the images."""
         out = []
         for path, tile, _ in self._entries:
-            out.append(self._handle(path)[tile]["GEDI"]["agbd"][:].astype(np.float32))
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+            grp = self._handle(path)[tile] if tile else self._handle(path)
+            out.append(grp["GEDI"]["agbd"][:].astype(np.float32))
+        labels = np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+        return labels[self._sel] if self._sel is not None else labels
+
+    def item_tiles(self) -> list[str]:
+        """The tile of every item, in item order (after sampling)."""
+        tiles = np.concatenate([np.full(n, t, dtype=object) for _, t, n in self._entries]) if self._entries else []
+        tiles = np.asarray(tiles, dtype=object)
+        return list(tiles[self._sel] if self._sel is not None else tiles)
 
     def __repr__(self) -> str:
         return (
@@ -583,15 +816,25 @@ def write_agbd_sample(
     n_files: int = 1,
     patch_size: int = PATCH,
     extra_split_tiles: bool = True,
+    label_noise: float = 0.25,
+    lite: bool = False,
 ) -> dict[str, Any]:
     """Write a small AGBD look-alike into ``root``: ``.h5`` files, statistics pickle and split pickle.
+
+    Labels are a known function of the patch plus known noise, so accuracy is testable:
+    ``agbd = sample_truth(CH[centre]) * exp(N(-0.03, label_noise))`` with the uint8 canopy height as stored
+    (:func:`sample_truth`); ``noise_floor_rmse`` in the result is the RMSE of the labels against their conditional
+    mean given the patch (the best any model can do), per split. ``lite=True`` writes the AGBD-Lite layout instead
+    (``AGBD-Lite-{split}.h5`` flat files with the datasets of AGBD-GFMs ``data/agbd_lite/features.json`` plus
+    ``region``, and ``AGBD-Lite-statistics.pkl`` without canopy height).
 
     Tiles (real Sentinel-2 tile names) are spread over ``n_files`` files ``data_subset-{year}-v4_{i}-20.h5`` and over the
     splits train/val/test round-robin (so ``n_tiles >= 3`` gives every split a tile). Each tile gets
     ``patches_per_tile`` 25×25 patches with the real group/dataset names and dtypes; the GEDI ``agbd`` label follows
     the canopy height at the patch centre (saturating allometry, lognormal noise). Some patches carry nodata corners
     (S2 0, CH 255, DEM -9999, LC 255) and the post-2022 S2 BOA offset. Statistics are computed from the written data
-    in the loader's units. Returns ``{"files", "statistics", "splits", "split_tiles", "n_patches"}``.
+    in the loader's units. Returns ``{"files", "statistics", "splits", "split_tiles", "n_patches",
+    "noise_floor_rmse": {split: rmse}, "truth": {tile: conditional mean label per patch}}``.
     """
     import h5py
 
@@ -625,6 +868,7 @@ def write_agbd_sample(
         "s2date": [],
     }
     per_tile: dict[str, dict[str, np.ndarray]] = {}
+    cond_mean: dict[str, np.ndarray] = {}
     days0 = (date(year, 1, 1) - GEDI_START_MISSION).days
     days0 = max(days0, 0)
     for ti, tile in enumerate(tiles):
@@ -660,8 +904,9 @@ def write_agbd_sample(
             dem[k, -3:, -3:] = -9999
             lc_arr[k, :2, :2, :] = 255
         h_c = ch_u8[:, c, c].astype(np.float64)
-        agbd_true = 450 * (1 - np.exp(-2.0 * h_c**1.6 / 450))
-        agbd = (agbd_true * np.exp(rng.normal(-0.03, 0.25, n))).astype(np.float32)
+        agbd_true = sample_truth(h_c)
+        agbd = (agbd_true * np.exp(rng.normal(-0.03, label_noise, n))).astype(np.float32)
+        cond_mean[tile] = agbd_true * np.exp(-0.03 + label_noise**2 / 2)
         lat = lat0 + rng.uniform(-0.4, 0.4, n)
         lon = lon0 + rng.uniform(-0.4, 0.4, n)
         gdate = rng.integers(days0, days0 + 365, n).astype(np.uint16)
@@ -729,6 +974,17 @@ def write_agbd_sample(
         "GEDI": {"agbd": _stats_of(cat("agbd")), "date": _stats_of(cat("gdate"))},
     }
 
+    if lite:
+        files = _write_lite(root, per_tile, split_tiles, stats, p)
+        return {
+            "files": files,
+            "statistics": root / LITE_STATS_FILE,
+            "splits": None,
+            "split_tiles": split_tiles,
+            "n_patches": n * n_tiles,
+            "noise_floor_rmse": _floors(per_tile, cond_mean, split_tiles),
+            "truth": cond_mean,
+        }
     files = []
     for fi in range(n_files):
         path = root / f"data_subset-{year}-v4_{fi}-20.h5"
@@ -791,7 +1047,66 @@ def write_agbd_sample(
         "splits": splits_path,
         "split_tiles": split_tiles,
         "n_patches": n * n_tiles,
+        "noise_floor_rmse": _floors(per_tile, cond_mean, split_tiles),
+        "truth": cond_mean,
     }
+
+
+def sample_truth(ch_center: np.ndarray) -> np.ndarray:
+    """The look-alike's noise-free AGBD (Mg/ha) of a patch from its centre canopy height (m):
+    ``450 * (1 - exp(-2 h**1.6 / 450))`` (a saturating allometry)."""
+    h = np.asarray(ch_center, dtype=np.float64)
+    return 450 * (1 - np.exp(-2.0 * h**1.6 / 450))
+
+
+def _floors(per_tile, cond_mean, split_tiles) -> dict[str, float]:
+    out = {}
+    for split, tiles in split_tiles.items():
+        if not tiles:
+            continue
+        lab = np.concatenate([per_tile[t]["gedi"]["agbd"].astype(np.float64) for t in tiles])
+        cm = np.concatenate([cond_mean[t] for t in tiles])
+        out[split] = float(np.sqrt(np.mean((lab - cm) ** 2)))
+    return out
+
+
+def _write_lite(root: Path, per_tile, split_tiles, stats, p) -> list[Path]:
+    """AGBD-Lite layout: one flat file per split (card of prs-eth/AGBD-Lite), statistics without CH."""
+    import h5py
+
+    from terracarbon.utils import atomic_path
+
+    files = []
+    gedi_keys = ["agbd", "rh98", "lat_decimal", "lat_offset", "lon_decimal", "lon_offset", "pft_class", "region_cla"]
+    for split, tiles in split_tiles.items():
+        if not tiles:
+            continue
+        path = root / LITE_FILES[split]
+
+        def cat(key, sub=None, tiles=tiles):
+            return np.concatenate([(per_tile[t][key] if sub is None else per_tile[t][key][sub]) for t in tiles])
+
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            d = f.create_dataset("S2_bands", data=cat("S2_bands").astype(np.uint16), chunks=(1, p, p, 12))
+            d.attrs["order"] = S2_ORDER
+            d = f.create_dataset("ALOS_bands", data=cat("ALOS_bands").astype(np.uint16), chunks=(1, p, p, 2))
+            d.attrs["order"] = ALOS_ORDER
+            f.create_dataset("DEM", data=cat("DEM").astype(np.int16), chunks=(1, p, p))
+            f.create_dataset("LC", data=cat("LC").astype(np.uint8), chunks=(1, p, p, 2))
+            g = f.create_group("GEDI")
+            for k in gedi_keys:
+                g.create_dataset(k, data=cat("gedi", k).astype(GEDI_ATTRS[k]))
+            m = f.create_group("Sentinel_metadata")
+            m.create_dataset("S2_date", data=cat("s2date").astype(np.int16))
+            m.create_dataset("S2_boa_offset", data=cat("boa").astype(np.uint8))
+            region = np.concatenate([np.full(len(per_tile[t]["boa"]), _TILES.index(t)) for t in tiles])
+            f.create_dataset("region", data=region.astype(np.uint8))
+        files.append(path)
+    lite_stats = {k: v for k, v in stats.items() if k != "CH"}
+    lite_stats["GEDI"] = {"agbd": stats["GEDI"]["agbd"], "rh98": stats["GEDI"]["agbd"]}
+    with atomic_path(root / LITE_STATS_FILE) as tmp:
+        tmp.write_bytes(pickle.dumps(lite_stats))
+    return files
 
 
 __all__ = [
@@ -810,4 +1125,12 @@ __all__ = [
     "read_statistics",
     "s2_reflectance",
     "write_agbd_sample",
+    "sample_truth",
+    "ACCEPTED_BANDS",
+    "DATE_BANDS",
+    "LC_ONEHOT_BANDS",
+    "build_index",
+    "encode_doy",
+    "onehot_lc",
+    "is_lite",
 ]

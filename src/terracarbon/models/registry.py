@@ -38,6 +38,7 @@ _LAZY = {
     "terratorch_upernet": "terracarbon.models.upernet",
     "hf_segformer": "terracarbon.models.hf_segformer",
 }
+_LAZY.update({k: "terracarbon.models.agbd_nets" for k in ("agbd", "agbd_unet", "agbd_fcn", "agbd_gbdt")})
 
 
 def register_arch(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
