@@ -13,6 +13,9 @@ measures what it saves on a command that does nothing (``true``):
   ``track_command(["true"], ...)`` alone (imports of codecarbon included, interpreter and CLI
   start-up excluded) — the overhead tracking adds around a command.
 
+Wall and CPU (user + sys) time are both reported: on a loaded machine the wall time stretches with
+the load, the CPU time much less.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_track_startup.py --repeats 5 --json /tmp/track_startup.json
@@ -27,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -43,16 +47,28 @@ import json, sys, time
 t0 = time.perf_counter()
 from terracarbon.footprint.track import track_command
 t1 = time.perf_counter()
+c1 = time.process_time()
 res = track_command(["true"], sys.argv[1])
 t2 = time.perf_counter()
-print(json.dumps({"import_s": t1 - t0, "track_s": t2 - t1, "probe": res.result.get("probe")}))
+c2 = time.process_time()
+print(json.dumps({"import_s": t1 - t0, "track_s": t2 - t1, "track_cpu_s": c2 - c1, "probe": res.result.get("probe")}))
 """
 
 
-def _wall(cmd: list[str], env: dict[str, str]) -> float:
+CPU: dict[str, list[float]] = {}
+
+
+def _wall(cmd: list[str], env: dict[str, str], key: str | None = None) -> float:
+    """Wall time of ``cmd``; its CPU time (user + sys of the child) goes to ``CPU[key]``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if key:
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        CPU.setdefault(key, []).append(cpu)
+    return wall
 
 
 def _inproc(env: dict[str, str], out: str) -> dict:
@@ -92,18 +108,20 @@ def main() -> None:
     }
     probes: dict[str, list[str]] = {"inproc_cold": [], "inproc_cached": []}
     for i in range(args.repeats):
-        times["direct"].append(_wall(["true"], base))
-        times["cli_help"].append(_wall([*CLI, "footprint", "--help"], base))
+        times["direct"].append(_wall(["true"], base, "direct"))
+        times["cli_help"].append(_wall([*CLI, "footprint", "--help"], base, "cli_help"))
         track = [*CLI, "footprint", "track", "--out", str(tmp / f"run{i}"), "--"]
-        times["cli_cold"].append(_wall([*track, "true"], cold_env))
-        times["cli_cached"].append(_wall([*track, "true"], cached_env))
+        times["cli_cold"].append(_wall([*track, "true"], cold_env, "cli_cold"))
+        times["cli_cached"].append(_wall([*track, "true"], cached_env, "cli_cached"))
         for key, env in (("inproc_cold", cold_env), ("inproc_cached", cached_env)):
             r = _inproc(env, str(tmp / f"{key}{i}"))
             times[key].append(r["track_s"])
+            CPU.setdefault(key, []).append(r["track_cpu_s"])
             probes[key].append(r["probe"])
     load_after = os.getloadavg()
 
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in CPU.items()}
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{_cpu_model()}, {os.cpu_count()} logical CPUs, {platform.platform()}",
@@ -112,13 +130,18 @@ def main() -> None:
         "loadavg_before": load_before,
         "loadavg_after": load_after,
         "median_s": med,
+        "median_cpu_s": med_cpu,
         "all_s": times,
+        "all_cpu_s": CPU,
         "probe_state": probes,
         "cli_overhead_cold_s": med["cli_cold"] - med["cli_help"],
         "cli_overhead_cached_s": med["cli_cached"] - med["cli_help"],
     }
     for k, v in med.items():
-        print(f"{k:14s} median {v:7.3f} s   (all: {', '.join(f'{x:.2f}' for x in times[k])})")
+        print(
+            f"{k:14s} wall median {v:7.3f} s, CPU median {med_cpu.get(k, float('nan')):7.3f} s "
+            f"(wall all: {', '.join(f'{x:.2f}' for x in times[k])})"
+        )
     print(f"tracking overhead over CLI start-up: cold {report['cli_overhead_cold_s']:.3f} s, "
           f"cached {report['cli_overhead_cached_s']:.3f} s; load {load_before[0]:.2f} -> {load_after[0]:.2f}")
     if args.json:

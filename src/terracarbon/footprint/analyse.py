@@ -518,6 +518,22 @@ def analyse(
     )
 
 
+def _fmt4(v: Any) -> str:
+    """Four significant digits (integers in full) for the reproduced-vs-published table."""
+    if isinstance(v, (bool, np.bool_)) or v is None:
+        return _fmt(v)
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if math.isnan(f):
+            return "–"
+        if f.is_integer() and abs(f) < 1e15:
+            return f"{int(f):,}"
+        return f"{f:.4g}"
+    return _fmt(v)
+
+
 def matches(reproduced: Any, published: Any) -> str:
     """``yes`` when a reproduced figure equals the published one at its printed precision, ``no``
     when it differs, ``–`` when either is missing."""
@@ -527,9 +543,12 @@ def matches(reproduced: Any, published: Any) -> str:
         return "–"
     if math.isnan(a) or math.isnan(b):
         return "–"
-    if math.isclose(a, b, rel_tol=5e-3, abs_tol=1e-300) or (abs(b) >= 0.1 and abs(a - b) <= 0.005):
-        return "yes"
-    return "no"
+    text = repr(published) if isinstance(published, (int, float)) else str(published)
+    decimals = len(text.split(".", 1)[1]) if "." in text and "e" not in text.lower() else None
+    tol = 1e-6 * abs(b)
+    if decimals is not None:  # published as printed: half a unit of its last digit
+        tol = max(tol, 0.5 * 10.0**-decimals)
+    return "yes" if abs(a - b) <= tol else "no"
 
 
 def _replication_md(rows: list) -> list[str]:
@@ -543,8 +562,8 @@ def _replication_md(rows: list) -> list[str]:
         t = pd.DataFrame(
             {
                 "quantity": [r.quantity for r in sub],
-                "reproduced": [r.reproduced for r in sub],
-                "published": [r.published for r in sub],
+                "reproduced": [_fmt4(r.reproduced) for r in sub],
+                "published": [_fmt4(r.published) for r in sub],
                 "same": match,
                 "source": [r.source.replace("code/Analysis/", "") for r in sub],
                 "note": [r.note if (m != "yes" or "(Holm)" in r.quantity) else "" for r, m in zip(sub, match)],
