@@ -28,7 +28,16 @@ import numpy as np
 from terracarbon.errors import ConfigError, InputError
 
 from ._track import model_card, tracked
-from .datasets import GridPatchDataset, RandomPatchDataset, SceneArrays, band_stats, label_stats, load_scene
+from .datasets import (
+    GridPatchDataset,
+    RandomPatchDataset,
+    SceneArrays,
+    SceneSource,
+    band_stats,
+    label_stats,
+    open_scene,
+    subsample_footprints,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +73,15 @@ class TrainResult:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
 
 
-def _subsample_labels(scenes: list[SceneArrays], fraction: float, seed: int) -> None:
+def _subsample_labels(scenes: list[SceneArrays] | list[SceneSource], fraction: float, seed: int) -> None:
     """Keep a random ``fraction`` of the label footprints (connected labelled blobs) of each scene, in place."""
     from scipy import ndimage
 
     rng = np.random.default_rng([seed, 991])
     for sc in scenes:
+        if isinstance(sc, SceneSource):  # streamed scene: components on its sparse labelled pixels
+            subsample_footprints(sc, fraction, rng)
+            continue
         comp, n = ndimage.label(np.isfinite(sc.labels))
         if n == 0:
             continue
@@ -186,7 +198,8 @@ def train_biomass(
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(seed, workers=True, verbose=False)
 
-    train = [load_scene(s, bands) for s in train_scenes]
+    # streamed from disk: only label coordinates stay in memory, crops are windowed reads (bounded memory)
+    train = [open_scene(s, bands) for s in train_scenes]
     bands = bands or train[0].bands
     for sc in train[1:]:
         if sc.bands != bands:
@@ -194,7 +207,7 @@ def train_biomass(
     if label_fraction_subsample is not None and label_fraction_subsample < 1:
         _subsample_labels(train, label_fraction_subsample, seed)
     if val_scenes:
-        val = [load_scene(s, bands) for s in val_scenes]
+        val = [open_scene(s, bands) for s in val_scenes]
         train_region, val_region = None, None
     else:
         val = train
@@ -303,6 +316,8 @@ def train_biomass(
         "val_metrics": val_metrics,
         "footprint": fp.result,
     }
+    if train[0].units:  # the stack's TERRACARBON_UNITS tag (e.g. reflectance vs reflectance_x10000)
+        meta["input_units"] = train[0].units
     ckpt = save_checkpoint(out / "model.pt", best_model, spec, meta)
 
     if test_scenes:

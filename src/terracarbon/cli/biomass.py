@@ -62,7 +62,15 @@ def _spec(arch: str, encoder: str, encoder_depth: int, model_spec: str | None) -
 @app.command("train")
 @handle_errors
 def train(
-    scenes: list[Path] = typer.Argument(..., help="Training scene folders (stack.tif + labels.tif)."),
+    scenes: list[Path] = typer.Argument(
+        None, help="Training scene folders (stack.tif + labels.tif); or give --stack/--labels pairs."
+    ),
+    stack: list[Path] = typer.Option(
+        [], "--stack", help="Training stack GeoTIFF/VRT (repeat; paired in order with --labels)."
+    ),
+    labels: list[Path] = typer.Option(
+        [], "--labels", help="Label raster for the --stack at the same position (band 1 AGBD, Mg/ha)."
+    ),
     val: list[Path] = typer.Option(
         [], "--val", help="Validation scene folder(s); default: hold out the bottom rows."
     ),
@@ -87,12 +95,22 @@ def train(
     strategy: str = typer.Option("auto", help="Lightning strategy (e.g. ddp)."),
     label_fraction: float | None = typer.Option(None, help="Keep only this fraction of label footprints."),
 ) -> None:
-    """Train a U-Net on sparse labels; export the best epoch as OUT/model.pt with a model card."""
-    from terracarbon.biomass.train import train_biomass
+    """Train a U-Net on sparse labels; export the best epoch as OUT/model.pt with a model card.
 
+    Scenes are scene folders and/or explicit ``--stack S.tif --labels L.tif`` pairs (e.g. from ``terracarbon data
+    stack`` and ``terracarbon data labels``); crops are streamed from disk, so many full tiles train in bounded memory.
+    """
+    from terracarbon.biomass.train import train_biomass
+    from terracarbon.errors import ConfigError
+
+    if len(stack) != len(labels):
+        raise ConfigError(f"--stack and --labels pair up in order: got {len(stack)} stacks and {len(labels)} labels")
+    train_scenes: list = [*(scenes or []), *zip(stack, labels)]
+    if not train_scenes:
+        raise ConfigError("give training scene folders or --stack/--labels pairs")
     dev: int | str = int(devices) if devices.isdigit() else devices
     res = train_biomass(
-        list(scenes),
+        train_scenes,
         val_scenes=list(val) or None,
         test_scenes=list(test) or None,
         model_spec=_spec(arch, encoder, encoder_depth, model_spec),
