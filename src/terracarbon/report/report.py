@@ -437,7 +437,8 @@ def _stock_html(st: Mapping[str, Any] | None) -> str:
     rows.append(row("whole AOI", st, "total"))
     unc = st.get("uncertainty_model") or {}
     note = (
-        f'<p class="note">Carbon fraction {st["carbon_fraction"]:g}; CO2e = carbon × 44/12. Totals are over the '
+        f'<p class="note">Carbon fraction {_esc(st["carbon_fraction"])}; CO2e = carbon × 44/12; terms '
+        f"{_esc(st.get('terms', 'agb'))}; pixel weights {_esc(st.get('method', 'centre'))}. Totals are over the "
         f"mapped area ({_num(st.get('valid_area_ha'), 2)} ha of {_num(st.get('area_ha'), 2)} ha; "
         f"{st.get('nodata_pixels', 0):,} nodata pixels). "
     )
