@@ -27,6 +27,7 @@ def _result_rows(result: dict) -> dict:
         ("country_iso_code", "grid"),
         ("method", "measurement method"),
         ("hardware", "hardware"),
+        ("probe", "codecarbon probe"),
     )
     return {label: result.get(k) for k, label in keys if result.get(k) is not None}
 

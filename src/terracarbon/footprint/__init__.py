@@ -7,7 +7,9 @@ Public API:
 - :func:`write_model_card` / :func:`read_model_card` — Hub model cards with ``co2_eq_emissions``.
 - :func:`mine_hub` (``terracarbon.footprint.hub``) — resumable Hub miner into SQLite.
 - :func:`classify` / :func:`analyse` — the mining study's reporting-practice and carbon-efficiency
-  classes, research-question tables, plots and a Markdown summary.
+  classes as its replication package (GAISSA-UPC/ML-EnergyLabel) defines them, research-question
+  tables next to the package's published figures (:mod:`terracarbon.footprint.replication`),
+  plots and a Markdown summary.
 """
 
 from __future__ import annotations
