@@ -140,6 +140,8 @@ def train_biomass(
     band_norm: tuple[Sequence[float], Sequence[float]] | None = None,
     progress: bool = True,
     track: bool = True,
+    init: str | Path | None = None,
+    freeze_encoder: bool | None = None,
 ) -> TrainResult:
     """Train a sparse-label AGB regression model and export the best epoch.
 
@@ -168,6 +170,10 @@ def train_biomass(
         band_norm: per-band ``(mean, std)`` to normalise inputs with instead of the training stack's statistics,
             e.g. those a pretrained encoder was trained with (a foundation model expects its own normalisation).
         progress: show progress bars. track: measure energy/CO2e with :mod:`terracarbon.footprint`.
+        init: a terracarbon model file to fine-tune (e.g. an imported TerraTorch/granite model, or a GFM): its spec
+            and weights are the start (``model_spec`` is ignored), its bands and normalisation the defaults, and
+            its output starts as the file's predictions (:func:`terracarbon.models.terratorch_import.finetune_start`).
+        freeze_encoder: with ``init``, freeze (True) or train (False) the encoder; None keeps the file's setting.
 
     Returns:
         :class:`TrainResult` (checkpoint path, metrics incl. ``per_bin``, per-epoch history, wall time, parameter
@@ -197,6 +203,14 @@ def train_biomass(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(seed, workers=True, verbose=False)
+    init_meta = None
+    if init is not None:  # fine-tune a saved model: its spec, bands and band normalisation by default
+        from terracarbon.models.terratorch_import import finetune_start
+
+        model_spec, init_meta = finetune_start(init, freeze_encoder=freeze_encoder)
+        bands = bands or init_meta.get("bands")
+        if band_norm is None and init_meta.get("mean") and init_meta.get("std"):
+            band_norm = (init_meta["mean"], init_meta["std"])
 
     # streamed from disk: only label coordinates stay in memory, crops are windowed reads (bounded memory)
     train = [open_scene(s, bands) for s in train_scenes]
@@ -245,6 +259,10 @@ def train_biomass(
     spec.setdefault("classes", 1)
     if spec["in_channels"] != len(bands):
         raise ConfigError(f"model_spec in_channels={spec['in_channels']} but {len(bands)} bands are used")
+    if init_meta is not None:  # start from the saved model's predictions, in the task's standardised units
+        from terracarbon.models.terratorch_import import output_affine
+
+        spec = output_affine(spec, init_meta, t_mean, t_std)
     model = build_model(spec)
     trainable, total = count_parameters(model)
     task = SparseRegressionTask(

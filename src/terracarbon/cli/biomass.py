@@ -94,6 +94,12 @@ def train(
     devices: str = typer.Option("1", help="Lightning devices (e.g. 1, 2, auto)."),
     strategy: str = typer.Option("auto", help="Lightning strategy (e.g. ddp)."),
     label_fraction: float | None = typer.Option(None, help="Keep only this fraction of label footprints."),
+    init: Path | None = typer.Option(
+        None, "--init", help="Fine-tune this model file (e.g. from `models import terratorch`); overrides --arch."
+    ),
+    freeze_encoder: bool | None = typer.Option(
+        None, "--freeze-encoder/--no-freeze-encoder", help="With --init: freeze the encoder or train it too."
+    ),
 ) -> None:
     """Train a U-Net on sparse labels; export the best epoch as OUT/model.pt with a model card.
 
@@ -125,6 +131,8 @@ def train(
         devices=dev,
         strategy=strategy,
         label_fraction_subsample=label_fraction,
+        init=init,
+        freeze_encoder=freeze_encoder,
     )
     _print_metrics("test metrics" if test else "validation metrics", res.metrics)
     fp = res.footprint or {}

@@ -152,9 +152,11 @@ def predict(
     ),
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Checkpoint (.pt)."),
     mode: str = typer.Option("semantic", help=MODE_HELP),
-    tile_size: int = typer.Option(512, help="Tile size (px)."),
-    overlap: int = typer.Option(
-        128, help="Tile overlap (px); for crowns at least the largest crown diameter."
+    tile_size: int | None = typer.Option(
+        None, help="Tile size (px); default: the checkpoint's (imported restor SegFormer: 1024), else 512."
+    ),
+    overlap: int | None = typer.Option(
+        None, help="Tile overlap (px; default: the checkpoint's, else 128); crowns: at least the largest crown."
     ),
     batch_size: int = typer.Option(4, help="Tiles per batch."),
     backend: str = typer.Option("eager", help="Semantic engine backend: eager, channels-last or onnx."),
@@ -182,13 +184,14 @@ def predict(
             input_path,
             output,
             tile_size=tile_size,
-            overlap=min(overlap, tile_size // 2),
+            overlap=None if overlap is None else min(overlap, (tile_size or overlap * 2) // 2),
             batch_size=batch_size,
             backend=backend,
             resume=not no_resume,
         )
         summary = tp.tree_cover_summary(output, aoi=aoi)
     else:
+        tile_size, overlap = tile_size or 512, 128 if overlap is None else overlap
         gdf = tp.predict_crowns(
             checkpoint,
             input_path,

@@ -45,8 +45,8 @@ def predict_tree_cover(
     src: str | Path,
     dst: str | Path,
     *,
-    tile_size: int = 512,
-    overlap: int = 64,
+    tile_size: int | None = 512,
+    overlap: int | None = 64,
     batch_size: int = 4,
     backend: str = "eager",
     resume: bool = True,
@@ -58,9 +58,19 @@ def predict_tree_cover(
 ) -> Path:
     """Tree-cover map (uint8: 0 no tree, 1 tree, 255 nodata) of an RGB GeoTIFF with a semantic checkpoint.
 
-    With ``track`` the run's energy / CO2e go to ``run_dir`` (default ``<dst folder>/<dst stem>.run/``).
+    ``tile_size`` / ``overlap`` None: the checkpoint's own (``meta["tile_size"]``/``["overlap"]``, e.g. restor's
+    1024/256 for an imported SegFormer), else 512/128. With ``track`` the run's energy / CO2e go to ``run_dir``
+    (default ``<dst folder>/<dst stem>.run/``).
     """
     from terracarbon.raster.predict import predict_checkpoint
+
+    if tile_size is None or overlap is None:  # the model's recommended tiling (meta only, weights not read)
+        try:
+            meta = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("meta") or {}
+        except Exception:
+            meta = {}  # predict_checkpoint reports an unreadable file
+        tile_size = tile_size or int(meta.get("tile_size", 512))
+        overlap = min(overlap if overlap is not None else int(meta.get("overlap", 128)), tile_size // 2)
 
     def validate(spec: dict, meta: dict) -> None:
         if meta.get("task") != "segmentation":
