@@ -243,6 +243,83 @@ def _plots(df: pd.DataFrame, classes: pd.DataFrame, per_year: pd.DataFrame, out:
     return paths
 
 
+def _replication_plots(rows: list, extra: dict[str, Any], clean: pd.DataFrame | None, out: Path) -> list[Path]:
+    """The notebooks' RQ figures redrawn on this input, each annotated with the published values."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    by = {r.quantity: r for r in rows}
+
+    def pair(q: str) -> str:
+        r = by.get(q)
+        if r is None:
+            return "–"
+        return f"{_fmt4(r.reproduced)} (published {_fmt4(r.published)})"
+
+    paths: list[Path] = []
+    series = (
+        (
+            "monthly_median",
+            "median g",
+            "rq1_monthly_median_co2e.png",
+            "Median CO2e of new reporting models per month (HFReportingAnalysis cells 15-20)",
+            "median CO2e (g)",
+            ["monthly median CO2e: maximum (g)", "monthly median CO2e: mean of months (g)",
+             "monthly median CO2e: OLS slope p (raw)", "monthly median CO2e: OLS slope p (Holm)"],
+        ),
+        (
+            "monthly_share",
+            "share %",
+            "rq1_monthly_share_reporting.png",
+            "Share of new models reporting CO2e per month (HFReportingAnalysis cells 9-13)",
+            "% of new models",
+            ["monthly share reporting CO2e: maximum (%)", "monthly share reporting CO2e: overall (%)",
+             "monthly share: OLS slope p (raw)", "monthly share: OLS slope p (Holm)"],
+        ),
+    )
+    for key, col, name, title, ylabel, quantities in series:
+        t = extra.get(key)
+        if t is None or len(t) < 3:
+            continue
+        y = t[col].to_numpy(dtype=float)
+        x = np.arange(len(y))
+        fig, ax = plt.subplots(figsize=(8, 4))
+        ax.plot(x, y, "o-", color="#3a7d44", label="this input")
+        slope, icpt = np.polyfit(x, y, 1)
+        ax.plot(x, icpt + slope * x, "--", color="#b5472b", label="OLS trend")
+        step = max(1, len(x) // 8)
+        ax.set_xticks(x[::step], [str(m) for m in t["month"].iloc[::step]], rotation=45, fontsize=8)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=9)
+        ax.text(
+            0.99, 0.97, "\n".join(f"{q.split(': ', 1)[1]}: {pair(q)}" for q in quantities),
+            transform=ax.transAxes, ha="right", va="top", fontsize=7,
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "#999"},
+        )
+        ax.legend(loc="upper left", fontsize=8)
+        paths.append(_save(fig, out / name))
+
+    if clean is not None and len(clean) >= 3:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, col, label, q in (
+            (axes[0], "datasets_size", "dataset size (bytes)", "curated: Pearson log CO2e vs log dataset size r"),
+            (axes[1], "size", "model size (bytes)", "curated: Pearson log CO2e vs log model size r"),
+        ):
+            ok = clean[col].notna() & clean["co2_eq_emissions"].notna()
+            ax.scatter(clean.loc[ok, col] + 1e-6, clean.loc[ok, "co2_eq_emissions"] + 1e-6, s=14)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(label)
+            ax.set_ylabel("CO2e (g)")
+            key = next((k for k in by if k.startswith(q)), None)
+            ax.set_title(f"r = {pair(key) if key else '–'}", fontsize=8)
+        fig.suptitle("48 curated models (HFClean.csv), HFEmissionsAnalysis cells 18-21", fontsize=9)
+        paths.append(_save(fig, out / "rq2_log_size_correlations.png"))
+    return paths
+
+
 # --------------------------------------------------------------------------------------------
 # analysis
 # --------------------------------------------------------------------------------------------
@@ -400,6 +477,8 @@ def analyse(
 
     # ---- outputs ---------------------------------------------------------------------------
     plot_paths = _plots(df, classes, per_year, out) if plots else []
+    if plots:
+        plot_paths += _replication_plots(rep_rows, rep_extra, clean_df, out)
     figures["plots"] = [p.name for p in plot_paths]
     co2 = ok["co2_eq_emissions"]
     lines = [
@@ -425,6 +504,7 @@ def analyse(
         "Also in `replication.csv`.",
         "",
         *_replication_md(rep_rows),
+        *[f"![{p.stem}]({p.name})\n" for p in plot_paths if p.name.startswith("rq")],
         "### Monthly median CO2e of reporting models (RQ1 trend)",
         "",
         md_table(rep_extra["monthly_median"].astype({"month": str})) if len(rep_extra["monthly_median"]) else "–",

@@ -206,7 +206,7 @@ def compare(
 
     # ---------------- RQ1: reporting over time ----------------------------------------------
     share = monthly_share(records)
-    extra["monthly_share"] = share
+    extra["monthly_share"] = share if not all_reporting else share.iloc[0:0]
     need_all = "needs non-reporting models too (mine with `--all-models`); the input holds only reporting models"
     if all_reporting or share.empty:
         vals = dict.fromkeys(("max", "overall", "last", "median", "p"), _nan())
