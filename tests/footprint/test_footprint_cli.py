@@ -82,6 +82,14 @@ def test_mine_classify_analyse(fake_hub, tmp_path):
     from terracarbon.footprint.hub import read_models
 
     assert len(read_models(db)) == 30
+    fake_hub.readmes = {"org2/model-0002": "- Carbon Emitted: 3 g\n- Hardware Type: 1 x T4\n"}
+    res = runner.invoke(
+        app, ["mine", "--db", str(db), "--min-interval", "0", "--card-text", "unreported", "--card-text-limit", "5"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "card texts" in res.output and "no card" in res.output
+    bad = runner.invoke(app, ["mine", "--db", str(db), "--min-interval", "0", "--card-text", "some"])
+    assert bad.exit_code == 2 and "unreported" in bad.output
 
     res = runner.invoke(app, ["classify", "--db", str(db), "--out", str(tmp_path / "classes.csv")])
     assert res.exit_code == 0, res.output

@@ -48,7 +48,8 @@ def track(
 ) -> None:
     """Run COMMAND while measuring its energy and CO2e: `terracarbon footprint track -- python train.py`.
 
-    The exit code is the command's.
+    The exit code is the command's. codecarbon's hardware probe is cached per machine in
+    ~/.cache/terracarbon/footprint (TERRACARBON_PROBE_CACHE=off probes every time).
     """
     from terracarbon.footprint.track import format_result, track_command
     from terracarbon.utils import run_dir
