@@ -667,12 +667,9 @@ def write_s2_lookalike(
     pixels; bands are at their native 10/20/60 m sizes. ``dn`` gives a band's DN array (native size), else
     :func:`synthetic_dn`; ``scl`` the 20 m SCL array (default all vegetation, class 4).
     """
-    import json
 
     import numpy as np
-    import pystac
     from rasterio.transform import from_origin
-    from rasterio.warp import transform_bounds
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -740,16 +737,46 @@ def write_s2_lookalike(
         _write_band(folder / f"{b}.tif", arr, crs, from_origin(x0, y0, res, res), 0)
     if layout == "folder":
         return folder
+    return write_stac_item_json(
+        folder, layout=layout, bands=list(arrays), size=size, crs=crs, origin=origin, baseline=baseline,
+        offset_applied=offset_applied, scene_id=scene_id,
+    )
+
+
+def write_stac_item_json(
+    folder: str | Path,
+    *,
+    layout: str,
+    bands: Sequence[str],
+    size: int,
+    crs: str,
+    origin: tuple[float, float],
+    baseline: str,
+    offset_applied: bool | None = None,
+    scene_id: str = "S2A_29RKH_20230115_0_L2A",
+) -> Path:
+    """Write the STAC item (``earth-search`` or ``planetary-computer`` layout) of band files ``<folder>/<band>.tif``.
+
+    Hrefs point at the real buckets (as downloaded items do); readers find the files beside the JSON.
+    """
+    import datetime as _dt
+    import json
+
+    import pystac
+    from rasterio.warp import transform_bounds
+
+    folder = Path(folder)
     if layout not in ("earth-search", "planetary-computer"):
         raise ConfigError(f"unknown layout {layout!r}; choose earth-search, planetary-computer, safe or folder")
+    x0, y0 = origin
+    date = scene_id.split("_")[2] if scene_id.count("_") >= 3 else "20230115"
+    arrays = list(bands)
     span = size * 10
     bbox = list(transform_bounds(crs, "EPSG:4326", x0, y0 - span, x0 + span, y0))
     geom = {
         "type": "Polygon",
         "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]], [bbox[0], bbox[3]], [bbox[0], bbox[1]]]],
     }
-    import datetime as _dt
-
     props: dict[str, object] = {"s2:processing_baseline": baseline, "platform": "sentinel-2a", "proj:epsg": int(crs.split(":")[1])}
     es = layout == "earth-search"
     if es:

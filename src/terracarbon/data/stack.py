@@ -55,7 +55,7 @@ from terracarbon.data.sentinel2 import (
     read_hls,
 )
 from terracarbon.errors import ConfigError, InputError
-from terracarbon.raster.io import open_raster, to_cog
+from terracarbon.raster.io import COG_OPTIONS, open_raster
 from terracarbon.utils import atomic_path, progress
 
 UNITS: dict[str, float] = {"reflectance": 1.0, "reflectance_x10000": 10000.0}
@@ -203,6 +203,7 @@ def _warp_to_vrt(
             resampling=resampling,
             src_nodata=src_nodata,
             nodata=nodata if nodata is not None else src_nodata,
+            NUM_THREADS="ALL_CPUS",
             **kw,
         ) as vrt:
             rasterio.shutil.copy(vrt, str(dst), driver="VRT")
@@ -509,7 +510,12 @@ def _build_cog(
         with atomic_path(out, suffix=".tif") as tmp:
             plain = tmpdir / "plain.tif"
             _write_windows(plain, grid, scene_vrts, layer_vrt, all_names, tags, block_size, progress_bar, out)
-            to_cog(plain, tmp)
+            # the intermediate is uncompressed (written once, read once); the COG gets DEFLATE with the floating-point
+            # predictor, which packs reflectance tighter and faster than plain DEFLATE
+            rasterio.shutil.copy(
+                str(plain), str(tmp), driver="COG", **COG_OPTIONS, PREDICTOR="YES", NUM_THREADS="ALL_CPUS",
+                overview_resampling="average",
+            )
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return out
@@ -525,7 +531,6 @@ def _write_windows(plain, grid, scene_vrts, layer_vrt, all_names, tags, block_si
         "crs": grid.crs,
         "transform": grid.transform,
         "nodata": float("nan"),
-        "compress": "DEFLATE",
         "BIGTIFF": "IF_SAFER",
     }
     if grid.width >= 256 and grid.height >= 256:
