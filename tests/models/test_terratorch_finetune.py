@@ -103,3 +103,14 @@ def test_finetune_imported_granite_layout_frozen(tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(("decoder.", "head.")))
     assert np.isfinite(res["metrics"]["rmse"])
+
+    # gfm compare accepts the imported file as --encoder-weights: its own network, frozen, from its weights
+    from terracarbon.gfm.compare import compare_models
+
+    cmp = compare_models(
+        [scene], [scene], tmp_path / "cmp", runs=("gfm_frozen",), encoder_weights=imported, epochs=1,
+        samples_per_epoch=8, batch_size=4, patch_size=64, progress=False,
+    )
+    (row,) = cmp.rows
+    assert row["spec"]["arch"] == "terratorch_upernet" and row["trainable_params"] == dec_head
+    assert np.isfinite(row["rmse"])

@@ -191,10 +191,17 @@ def compare_models(
 
         gfm_norm = encoder_band_norm(encoder_weights, read_band_names(_scene_stack(train_scenes[0])))
 
+    imported = _imported_model(encoder_weights)
     rows: list[dict[str, Any]] = []
     for name in runs:
         desc, is_gfm, init, frozen = RUNS[name]
-        if is_gfm:
+        extra: dict[str, Any] = {}
+        if is_gfm and imported is not None:  # a model file from `models import terratorch`: its own network
+            spec = {k: v for k, v in imported[0].items() if k != "init_from"} | {"freeze_encoder": frozen}
+            extra = {"bands": imported[1].get("bands"), "band_norm": (imported[1]["mean"], imported[1]["std"])}
+            if init == "pretrained":  # start from its weights (encoder, decoder, head) and its predictions
+                extra.update(init=encoder_weights, freeze_encoder=frozen)
+        elif is_gfm:
             if (
                 encoder_weights is not None
                 and Path(encoder_weights).suffix == ".pt"
@@ -229,7 +236,7 @@ def compare_models(
             max_minutes=max_minutes,
             devices=devices,
             strategy=strategy,
-            band_norm=gfm_norm if is_gfm else None,
+            **{"band_norm": gfm_norm if is_gfm else None, **extra},
             progress=progress,
         )
         if is_gfm:
@@ -279,6 +286,23 @@ def compare_models(
     md, csv_path = write_table(rows, out, pre_info=pre_info, config=config, title="GFM vs U-Net comparison")
     plot = plot_table(rows, out / "compare.png")
     return CompareResult(rows=rows, markdown=md, csv=csv_path, plot=plot, pretrain=pre_info, config=config)
+
+
+def _imported_model(path: str | Path | None) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(spec, meta) when ``path`` is a terracarbon model file of an imported TerraTorch network, else None."""
+    if path is None or Path(path).suffix != ".pt" or not Path(path).exists():
+        return None
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:
+        return None
+    if not isinstance(payload, dict) or payload.get("format") != "terracarbon-model/1":
+        return None
+    if (payload.get("spec") or {}).get("arch") != "terratorch_upernet":
+        return None
+    return dict(payload["spec"]), dict(payload.get("meta") or {})
 
 
 def _is_own(path: str | Path) -> bool:
