@@ -100,6 +100,15 @@ def train(
     freeze_encoder: bool | None = typer.Option(
         None, "--freeze-encoder/--no-freeze-encoder", help="With --init: freeze the encoder or train it too."
     ),
+    agbd: Path | None = typer.Option(
+        None, "--agbd", help="Train on an AGBD / AGBD-Lite folder with its own protocol (docs/agbd.md)."
+    ),
+    features: str = typer.Option("all", help="With --agbd: all|S2|RGBN|S2+ALOS|S2+DEM|S2+LC|S2+LC+DEM+ALOS|CH."),
+    model: str = typer.Option("unet", "--model", help="With --agbd: unet | fcn | gbdt | gfm."),
+    max_patches: int | None = typer.Option(None, help="With --agbd: at most this many training patches."),
+    fraction: float | None = typer.Option(None, help="With --agbd: this fraction of the training split."),
+    norm_strat: str = typer.Option("pct", help="With --agbd: pct | mean_std | min_max."),
+    num_workers: int = typer.Option(0, help="With --agbd: DataLoader workers (one HDF5 handle each)."),
 ) -> None:
     """Train a U-Net on sparse labels; export the best epoch as OUT/model.pt with a model card.
 
@@ -109,6 +118,10 @@ def train(
     from terracarbon.biomass.train import train_biomass
     from terracarbon.errors import ConfigError
 
+    if agbd is not None:  # AGBD protocol (issue 13): patch size 25 unless 15 is asked for
+        _train_agbd(agbd, features, 15 if patch_size == 15 else 25, model, out, epochs, lr, batch_size,
+                    max_patches, fraction, norm_strat, num_workers, seed, max_minutes)
+        return
     if len(stack) != len(labels):
         raise ConfigError(f"--stack and --labels pair up in order: got {len(stack)} stacks and {len(labels)} labels")
     train_scenes: list = [*(scenes or []), *zip(stack, labels)]
@@ -153,8 +166,10 @@ def evaluate(
     checkpoint: Path = typer.Option(
         ..., "--checkpoint", "-c", help="Checkpoint (model.pt) from biomass train."
     ),
-    scenes: list[Path] = typer.Argument(..., help="Scene folders with labels.tif to score against."),
+    scenes: list[Path] = typer.Argument(None, help="Scene folders with labels.tif to score against."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
+    agbd: Path | None = typer.Option(None, "--agbd", help="Score on an AGBD folder's split instead of scenes."),
+    split: str = typer.Option("test", help="With --agbd: train | val | test."),
     tile_size: int = typer.Option(256, help="Tile size of the prediction."),
     backend: str = typer.Option("eager", help="eager | channels-last | onnx"),
 ) -> None:
@@ -162,6 +177,18 @@ def evaluate(
     from terracarbon.biomass.evaluate import evaluate_biomass
     from terracarbon.utils import atomic_write_json
 
+    if agbd is not None:
+        from terracarbon.biomass.agbd import evaluate_agbd
+
+        metrics = evaluate_agbd(checkpoint, agbd, split=split, progress=True)
+        _print_metrics(f"AGBD {split} scores of {checkpoint.name}", metrics)
+        if json_out is not None:
+            atomic_write_json(json_out, metrics)
+        return
+    if not scenes:
+        from terracarbon.errors import ConfigError
+
+        raise ConfigError("give scene folders to score against, or --agbd ROOT")
     metrics = evaluate_biomass(checkpoint, list(scenes), tile_size=tile_size, backend=backend, progress=True)
     _print_metrics(f"evaluation of {checkpoint.name}", metrics)
     if json_out is not None:
@@ -219,3 +246,61 @@ def baseline(
     )
     _print_metrics("random-forest baseline", res.metrics)
     console.print(f"{res.n_train:,} training pixels, {res.wall_time_s:.1f} s")
+
+
+def _train_agbd(root, features, patch_size, model, out, epochs, lr, batch_size, max_patches, fraction, norm_strat,
+                num_workers, seed, max_minutes) -> None:
+    """``biomass train --agbd``: :func:`terracarbon.biomass.agbd.train_agbd` with the CLI's options."""
+    from terracarbon.biomass.agbd import train_agbd
+
+    res = train_agbd(
+        root,
+        features=features,
+        patch_size=patch_size,
+        model=model,
+        out_dir=out,
+        epochs=epochs,
+        lr=lr if lr != 2e-3 else 1e-3,  # AGBD's learning rate unless one is given
+        batch_size=batch_size if batch_size != 16 else 128,  # AGBD's batch size unless one is given
+        max_patches=max_patches,
+        fraction=fraction,
+        norm_strat=norm_strat,
+        num_workers=num_workers,
+        seed=seed,
+        max_minutes=max_minutes,
+    )
+    _print_metrics(f"AGBD test scores: {model} on {res.features}", res.metrics)
+    fp = res.footprint or {}
+    console.print(
+        f"checkpoint [bold]{res.checkpoint}[/]; {res.n_train:,} training patches; {res.wall_time_s:.0f} s"
+        + (f"; {fp['energy_kwh']:.4f} kWh, {fp['emissions_g']:.2f} g CO2e" if fp.get("energy_kwh") is not None else "")
+    )
+
+
+@app.command("agbd-table")
+@handle_errors
+def agbd_table_cmd(
+    runs: list[Path] = typer.Argument(..., help="AGBD run folders (from biomass train --agbd)."),
+    out: Path = typer.Option(Path("agbd_table.md"), "--out", "-o", help="Markdown table (a .csv is written beside)."),
+) -> None:
+    """The paper's table: one row per (model, features) with RMSE, MAE, bias, R², per-bin RMSE, energy, CO2e."""
+    from terracarbon.biomass.agbd import agbd_table
+
+    rows = agbd_table(list(runs), out)
+    console.print(out.read_text())
+    console.print(f"wrote [bold]{out}[/] and [bold]{out.with_suffix('.csv')}[/] ({len(rows)} rows)")
+
+
+@app.command("predict-agbd")
+@handle_errors
+def predict_agbd_cmd(
+    src: Path = typer.Argument(..., help="Stack with AGBD band names (terracarbon data stack)."),
+    dst: Path = typer.Argument(..., help="Output AGB map GeoTIFF (Mg/ha)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="AGBD-trained model.pt."),
+    tile_size: int = typer.Option(256, help="Tile size in pixels."),
+    overlap: int = typer.Option(32, help="Overlap between tiles in pixels (blended)."),
+) -> None:
+    """Map AGB with an AGBD-trained model: bands by name, units from the stack's tags, lat/lon from the grid."""
+    from terracarbon.biomass.agbd import predict_agbd
+
+    console.print(f"wrote [bold]{predict_agbd(checkpoint, src, dst, tile_size=tile_size, overlap=overlap)}[/]")
