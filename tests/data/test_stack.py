@@ -224,3 +224,19 @@ def test_errors_and_cli(tmp_path):
     res = CliRunner().invoke(app, ["data", "stack", "--s2", str(item), "--bands", "B11", "--like",
                                    str(item.parent / "B02.tif"), "--out", str(tmp_path / "bad.tif")])
     assert res.exit_code == 2 and "B11" in res.output
+
+
+def test_grid_from_aoi_snaps_outwards(tmp_path):
+    import geopandas as gpd
+    from rasterio.warp import transform_bounds
+    from shapely.geometry import box
+
+    w, s, e, n = transform_bounds("EPSG:32629", "EPSG:4326", X0 + 3, Y0 - 997, X0 + 1234, Y0 - 5)
+    gpd.GeoDataFrame(geometry=[box(w, s, e, n)], crs="EPSG:4326").to_file(tmp_path / "aoi.geojson")
+    g = Grid.from_aoi(tmp_path / "aoi.geojson", "EPSG:32629", 20)
+    left, bottom, right, top = g.bounds
+    assert g.crs.to_epsg() == 32629 and g.transform.a == 20
+    assert all(v % 20 == 0 for v in (left, bottom, right, top))
+    assert left <= X0 + 3 and right >= X0 + 1234 and top >= Y0 - 5 and bottom <= Y0 - 997
+    with pytest.raises(InputError, match="does not exist"):
+        Grid.from_aoi(tmp_path / "none.gpkg", "EPSG:32629", 20)

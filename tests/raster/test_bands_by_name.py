@@ -113,3 +113,22 @@ def test_units_mismatch_warns_in_one_line(ckpt, data, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnitsWarning)
         predictor_from_checkpoint(ckpt, stack=ok)
+
+
+def test_engine_streams_a_stack_vrt_like_its_cog(ckpt, tmp_path):
+    """A built stack (extra bands, another order) predicts by name; the VRT (no copy) gives the COG's map."""
+    from terracarbon.data.sentinel2 import write_s2_lookalike
+    from terracarbon.data.stack import Grid, build_stack
+
+    scl = np.full((32, 32), 4, np.uint8)
+    scl[4:10, 4:10] = 9
+    item = write_s2_lookalike(tmp_path, layout="earth-search", size=64, baseline="04.00", scl=scl,
+                              bands=["B02", "B03", "B04", "B8A"])
+    grid = Grid(rasterio.crs.CRS.from_epsg(32629), from_origin(300000, 3300000, 10, 10), 64, 64)
+    maps = []
+    for name in ("stack.tif", "stack.vrt"):
+        src = build_stack([item], out=tmp_path / name, grid=grid, bands=["B8A", "B03", "B04", "B02"],
+                          progress_bar=False)
+        maps.append(_predict(ckpt, src, tmp_path / f"agb_{name}.tif"))
+    np.testing.assert_array_equal(maps[0], maps[1])
+    assert np.isfinite(maps[0][:, 30:]).all() and (maps[0][8:20, 8:20] == -9999).all()  # clouds -> map nodata
