@@ -4,17 +4,25 @@ For an N×N 12-band float32 tiled GeoTIFF (generated once, strip by strip) and a
 random weights: speed does not depend on the weights), 256 px tiles, 32 px overlap, batch 8, it measures, each in
 its own subprocess (so peak RSS is that run's own):
 
-- ``predict[<backend>]``: :func:`terracarbon.biomass.predict.predict_biomass` for backend eager / channels-last /
-  onnx — reading windows, normalising, the model, blending the overlaps, finalising and writing the compressed
-  cloud-optimised GeoTIFF; output pixels per second = N² / wall time.
+- ``predict[<backend>]``: :func:`terracarbon.raster.predict.predict_raster` for backend eager / channels-last /
+  onnx / onnx-int8 / bf16 — reading windows, normalising, the model, blending the overlaps, finalising and writing
+  the compressed cloud-optimised GeoTIFF; output pixels per second = N² / wall time. The predictor (checkpoint
+  read) and the one-off ONNX export / int8 quantisation (cached beside the checkpoint) are done before the clock.
+- ``before[<backend>]`` (with ``--before-engine FILE``, e.g. ``git show HEAD~5:src/terracarbon/raster/predict.py``):
+  the same with an older copy of the engine module, interleaved with the others, for a before/after ratio.
 - ``bare[<backend>]``: the same model and backend runner on the same number of tiles and batches of a preallocated
   random batch (no I/O, no blending, no writing); pixels/s = N² / time for all the tiles of the grid.
 - ``torchgeo``: TorchGeo's ``RasterDataset`` + ``GridGeoSampler(size=256, stride=224)`` + ``DataLoader`` loop
   with the same eager model, the same overlap and linear-ramp blending into an in-memory mosaic, written at the end.
 
+Every run records its wall time, its CPU time (user + system, all threads) and the load average before and after:
+on a shared machine the wall-time ratios of runs interleaved in one invocation are the figures to quote, the CPU
+times show how much work each configuration does whatever the load. Where CUDA is available the eager, bf16 (fp16
+autocast on CUDA) and onnx runs are repeated on the GPU (``@cuda`` rows).
+
 Usage::
 
-    python benchmarks/bench_biomass_predict.py --size 4000 --sizes-rss 2000 --out /tmp/bench
+    python benchmarks/bench_biomass_predict.py --size 2048 --repeats 2 --out /tmp/bench
     python benchmarks/bench_biomass_predict.py --size 10000 --backends onnx --skip-torchgeo
 
 Prints a Markdown table (and JSON with ``--json``).
@@ -38,6 +46,34 @@ SPEC = {"arch": "unet", "in_channels": 12, "classes": 1, "encoder_name": "resnet
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); without it, bf16 is emulated and slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
+def _prepare(predictor, src: Path, backend: str):
+    """One-off work done before the clock, as in normal use: ONNX export, int8 calibration + quantisation (cached)."""
+    from terracarbon.raster.predict import TileGrid, _onnx_export, int8_calibration, quantize_onnx_int8
+
+    if backend == "onnx":
+        return _onnx_export(predictor)
+    if backend == "onnx-int8":
+        with __import__("rasterio").open(src) as ds:
+            grid = TileGrid(ds.height, ds.width, TILE, OVERLAP)
+        tiles, key = int8_calibration(src, predictor, grid)
+        return quantize_onnx_int8(predictor, tiles, key)
+    return None
 
 
 def make_raster(path: Path, size: int, seed: int = 0) -> Path:
@@ -99,19 +135,25 @@ def n_tiles(size: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ workers
-def worker_predict(ckpt: Path, src: Path, dst: Path, backend: str) -> dict:
-    from terracarbon.biomass.predict import predict_biomass
-    from terracarbon.models.registry import predictor_from_checkpoint
-    from terracarbon.raster.predict import _Runner
+def worker_predict(ckpt: Path, src: Path, dst: Path, backend: str, device: str = "cpu", engine: str = "") -> dict:
+    import importlib.util
 
-    # warm up outside the timing: imports (torch, smp, timm, rasterio: seconds, once per process) and, for onnx,
-    # the one-off export cached beside the checkpoint, as in normal use
+    from terracarbon.models.registry import predictor_from_checkpoint
+
+    if engine:  # an older copy of the engine module, for a before/after comparison
+        spec = importlib.util.spec_from_file_location("terracarbon_engine_before", engine)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        predict_raster = mod.predict_raster
+    else:
+        from terracarbon.raster.predict import predict_raster
+    # warm up outside the timing: imports (torch, smp, timm, rasterio: seconds, once per process), the checkpoint
+    # read and, for onnx / onnx-int8, the one-off export and quantisation cached beside the checkpoint
     predictor = predictor_from_checkpoint(ckpt)
-    if backend == "onnx":
-        _Runner(predictor, "onnx")
-    t = time.perf_counter()
-    predict_biomass(
-        ckpt,
+    _prepare(predictor, src, backend)
+    t, c = time.perf_counter(), _cpu_s()
+    predict_raster(
+        predictor,
         src,
         dst,
         tile_size=TILE,
@@ -119,31 +161,36 @@ def worker_predict(ckpt: Path, src: Path, dst: Path, backend: str) -> dict:
         batch_size=BATCH,
         backend=backend,
         resume=False,
-        progress=False,
-        track=False,
+        progress_bar=False,
+        device=device,
     )
-    return {"seconds": time.perf_counter() - t}
+    return {"seconds": time.perf_counter() - t, "cpu_s": _cpu_s() - c}
 
 
-def worker_bare(ckpt: Path, size: int, backend: str, max_batches: int | None) -> dict:
+def worker_bare(
+    ckpt: Path, size: int, backend: str, max_batches: int | None, src: Path, device: str = "cpu"
+) -> dict:
     import numpy as np
 
     from terracarbon.models.registry import predictor_from_checkpoint
     from terracarbon.raster.predict import _Runner
 
-    runner = _Runner(predictor_from_checkpoint(ckpt), backend)
+    predictor = predictor_from_checkpoint(ckpt)
+    path = _prepare(predictor, src, backend)
+    runner = _Runner(predictor, backend, device, onnx_path=path if backend == "onnx-int8" else None)
     tiles = n_tiles(size)
     batches = [BATCH] * (tiles // BATCH) + ([tiles % BATCH] if tiles % BATCH else [])
     todo = batches if not max_batches else batches[:max_batches]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((BATCH, 12, TILE, TILE), dtype=np.float32)
     runner(x[:1])  # warm-up
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu_s()
     for b in todo:
         runner(x[:b])
-    dt = time.perf_counter() - t
+    dt, dc = time.perf_counter() - t, _cpu_s() - c
     return {
         "seconds": dt * sum(batches) / sum(todo),
+        "cpu_s": dc * sum(batches) / sum(todo),
         "measured_tiles": sum(todo),
         "extrapolated": len(todo) < len(batches),
     }
@@ -166,7 +213,7 @@ def worker_torchgeo(ckpt: Path, src: Path, dst: Path) -> dict:
         filename_glob = src.name
         is_image = True
 
-    t = time.perf_counter()
+    t, c0 = time.perf_counter(), _cpu_s()
     ds = Stack(paths=str(src.parent))
     sampler = GridGeoSampler(ds, size=TILE, stride=TILE - OVERLAP)
     chips = list(sampler)
@@ -210,22 +257,29 @@ def worker_torchgeo(ckpt: Path, src: Path, dst: Path) -> dict:
         BIGTIFF="IF_SAFER",
     ) as o:
         o.write(out, 1)
-    return {"seconds": time.perf_counter() - t, "tiles": len(chips)}
+    return {"seconds": time.perf_counter() - t, "cpu_s": _cpu_s() - c0, "tiles": len(chips)}
 
 
 # ------------------------------------------------------------------------------------------------ driver
 def _run(args: list[str]) -> dict:
+    load0 = os.getloadavg()[0]
     p = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{p.stderr[-3000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    r["load"] = [round(load0, 1), round(os.getloadavg()[0], 1)]
+    return r
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=10000, help="raster side in pixels (default 10000)")
     ap.add_argument("--sizes-rss", type=int, nargs="*", default=[], help="extra sizes for the peak-RSS check")
-    ap.add_argument("--backends", nargs="+", default=["eager", "channels-last", "onnx"])
+    ap.add_argument("--backends", nargs="+", default=["eager", "channels-last", "onnx", "onnx-int8", "bf16"])
+    ap.add_argument(
+        "--before-engine", default="", help="an older copy of raster/predict.py to time beside the current one"
+    )
+    ap.add_argument("--no-cuda", action="store_true", help="skip the GPU rows even where CUDA is available")
     ap.add_argument("--skip-torchgeo", action="store_true")
     ap.add_argument(
         "--repeats", type=int, default=1, help="run each measurement N times, interleaved; keep the fastest"
@@ -241,9 +295,9 @@ def main() -> None:
     if a.worker:
         kind, *rest = a.worker
         if kind == "predict":
-            r = worker_predict(Path(rest[0]), Path(rest[1]), Path(rest[2]), rest[3])
+            r = worker_predict(Path(rest[0]), Path(rest[1]), Path(rest[2]), rest[3], rest[4], rest[5])
         elif kind == "bare":
-            r = worker_bare(Path(rest[0]), int(rest[1]), rest[2], int(rest[3]) or None)
+            r = worker_bare(Path(rest[0]), int(rest[1]), rest[2], int(rest[3]) or None, Path(rest[4]), rest[5])
         elif kind == "torchgeo":
             r = worker_torchgeo(Path(rest[0]), Path(rest[1]), Path(rest[2]))
         else:
@@ -262,30 +316,49 @@ def main() -> None:
         r.update(name=name, size=size, pixels_per_s=size * size / r["seconds"])
         rows.append(r)
         print(
-            f"{name:24s} {size:6d}²  {r['seconds']:8.1f} s  {r['pixels_per_s']:12,.0f} px/s  "
+            f"{name:24s} {size:6d}²  {r['seconds']:8.1f} s  cpu {r['cpu_s']:8.1f} s  {r['pixels_per_s']:12,.0f} px/s  "
             f"peak RSS {r['peak_rss_mb']:7.0f} MB",
             file=sys.stderr,
             flush=True,
         )
 
     plan = []  # (name, size, worker args)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not a.no_cuda else [])
     for size in [a.size, *a.sizes_rss]:
         t = time.perf_counter()
         src = make_raster(a.out / f"stack_{size}.tif", size)
         print(f"raster {size}² ready ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
         main_size = size == a.size
-        for be in a.backends if main_size else a.backends[-1:]:
-            plan.append(
-                (
-                    f"predict[{be}]",
-                    size,
-                    ["predict", str(ckpt), str(src), str(a.out / f"agb_{size}_{be}.tif"), be],
-                )
-            )
-            if main_size:
+        for dev in devices:
+            for be in a.backends if main_size else a.backends[-1:]:
+                if dev == "cuda" and be in ("channels-last", "onnx-int8"):
+                    continue  # CPU-only variants
+                tag = be if dev == "cpu" else f"{be}@cuda"
+                out = a.out / f"agb_{size}_{be}_{dev}.tif"
+                if be == "bf16" and dev == "cpu" and not cpu_has_native_bf16():
+                    # emulated bf16 is many times slower than fp32: time two batches of the bare forward only
+                    if main_size:
+                        plan.append((f"bare[{tag}]", size, ["bare", str(ckpt), str(size), be, "2", str(src), dev]))
+                    continue
                 plan.append(
-                    (f"bare[{be}]", size, ["bare", str(ckpt), str(size), be, str(a.bare_max_batches)])
+                    (f"predict[{tag}]", size, ["predict", str(ckpt), str(src), str(out), be, dev, ""])
                 )
+                if a.before_engine and dev == "cpu" and be in ("eager", "channels-last", "onnx"):
+                    plan.append(
+                        (
+                            f"before[{tag}]",
+                            size,
+                            ["predict", str(ckpt), str(src), str(out), be, dev, str(Path(a.before_engine).resolve())],
+                        )
+                    )
+                if main_size:
+                    plan.append(
+                        (
+                            f"bare[{tag}]",
+                            size,
+                            ["bare", str(ckpt), str(size), be, str(a.bare_max_batches), str(src), dev],
+                        )
+                    )
         if main_size and not a.skip_torchgeo:
             plan.append(("torchgeo", size, ["torchgeo", str(ckpt), str(src), str(a.out / f"tg_{size}.tif")]))
     # repeats are interleaved (A B C A B C ...) so that load changes on a shared machine hit every run alike;
@@ -294,7 +367,11 @@ def main() -> None:
     for rep in range(a.repeats):
         for name, size, args in plan:
             r = _run(["--worker", *args])
-            print(f"  repeat {rep + 1}: {name} {size}² {r['seconds']:.1f} s", file=sys.stderr, flush=True)
+            print(
+                f"  repeat {rep + 1}: {name} {size}² {r['seconds']:.1f} s (cpu {r['cpu_s']:.1f} s, load {r['load']})",
+                file=sys.stderr,
+                flush=True,
+            )
             key = (name, size)
             if key not in best or r["seconds"] < best[key]["seconds"]:
                 rss = max(r["peak_rss_mb"], best.get(key, {}).get("peak_rss_mb", 0.0))
@@ -306,6 +383,10 @@ def main() -> None:
 
     info = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average_end": [round(v, 1) for v in os.getloadavg()],
+        "loads_seen": [min(x for r in rows for x in r["load"]), max(x for r in rows for x in r["load"])],
+        "cuda": torch.cuda.get_device_name(0) if "cuda" in devices else None,
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -316,24 +397,30 @@ def main() -> None:
         "model": SPEC,
     }
     by = {(r["name"], r["size"]): r for r in rows}
-    print(f"\n{info['date']} — {info['machine']}\n`{info['command']}`\n")
     print(
-        "| run | raster | time (s) | output px/s | vs bare same backend | vs TorchGeo loop | peak RSS (MB) |"
+        f"\n{info['date']} — {info['machine']}; load average {info['loads_seen'][0]}-{info['loads_seen'][1]} "
+        f"during the runs; GPU: {info['cuda'] or 'none'}\n`{info['command']}`\n"
     )
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| run | raster | time (s) | CPU (s) | output px/s | vs bare same backend (wall / CPU) "
+        "| vs TorchGeo loop | vs before | peak RSS (MB) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         be = r["name"].split("[")[-1].rstrip("]") if "[" in r["name"] else None
         bare = by.get((f"bare[{be}]", r["size"]))
         tg = by.get(("torchgeo", r["size"]))
+        old = by.get((f"before[{be}]", r["size"]))
         vb = (
-            f"{r['pixels_per_s'] / bare['pixels_per_s']:.2f}×"
-            if bare and r["name"].startswith("predict")
+            f"{r['pixels_per_s'] / bare['pixels_per_s']:.2f}× / {bare['cpu_s'] / r['cpu_s']:.2f}×"
+            if bare and r["name"].startswith(("predict", "before"))
             else ""
         )
         vt = f"{r['pixels_per_s'] / tg['pixels_per_s']:.2f}×" if tg and r["name"] != "torchgeo" else ""
+        vo = f"{old['seconds'] / r['seconds']:.2f}×" if old and r["name"].startswith("predict") else ""
         print(
-            f"| {r['name']} | {r['size']:,}² | {r['seconds']:.1f} | {r['pixels_per_s']:,.0f} | {vb} | {vt} | "
-            f"{r['peak_rss_mb']:,.0f} |"
+            f"| {r['name']} | {r['size']:,}² | {r['seconds']:.1f} | {r['cpu_s']:.1f} | {r['pixels_per_s']:,.0f} | "
+            f"{vb} | {vt} | {vo} | {r['peak_rss_mb']:,.0f} |"
         )
     if a.json:
         a.json.write_text(json.dumps({"info": info, "rows": rows}, indent=2))

@@ -171,7 +171,7 @@ def evaluate(
     agbd: Path | None = typer.Option(None, "--agbd", help="Score on an AGBD folder's split instead of scenes."),
     split: str = typer.Option("test", help="With --agbd: train | val | test."),
     tile_size: int = typer.Option(256, help="Tile size of the prediction."),
-    backend: str = typer.Option("eager", help="eager | channels-last | onnx"),
+    backend: str = typer.Option("eager", help="eager | channels-last | onnx | onnx-int8 | bf16"),
 ) -> None:
     """RMSE, MAE, bias, R² at labelled pixels, overall and per AGB bin."""
     from terracarbon.biomass.evaluate import evaluate_biomass
@@ -206,7 +206,7 @@ def predict(
     tile_size: int = typer.Option(256, help="Tile size in pixels."),
     overlap: int = typer.Option(32, help="Overlap between tiles in pixels (blended)."),
     batch_size: int = typer.Option(8, help="Tiles per batch."),
-    backend: str = typer.Option("eager", help="eager | channels-last | onnx"),
+    backend: str = typer.Option("eager", help="eager | channels-last | onnx | onnx-int8 | bf16"),
     resume: bool = typer.Option(True, help="Continue an interrupted run."),
     scheduler: str | None = typer.Option(None, help="Dask scheduler: tcp://host:port or local:N."),
 ) -> None:

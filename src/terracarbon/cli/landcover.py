@@ -203,7 +203,7 @@ def predict(
     tile_size: int = typer.Option(512, help="Tile size in pixels (multiple of 32)."),
     overlap: int = typer.Option(64, help="Overlap blended on each side of a tile."),
     batch_size: int = typer.Option(4),
-    backend: str = typer.Option("eager", help="eager | channels-last | onnx."),
+    backend: str = typer.Option("eager", help="eager | channels-last | onnx | onnx-int8 | bf16."),
     resume: bool = typer.Option(True, help="Resume an interrupted run."),
     scheduler: str = typer.Option(None, help="Dask scheduler: tcp://host:port or local:N."),
     track: bool = typer.Option(True, help="Record energy and CO2e next to the output."),

@@ -58,7 +58,7 @@ def register(root: typer.Typer) -> None:
         tile_size: int = typer.Option(256, help="Tile size (px)."),
         overlap: int = typer.Option(32, help="Tile overlap (px)."),
         batch_size: int = typer.Option(8, help="Tiles per batch."),
-        backend: str = typer.Option("eager", help="eager, channels-last or onnx."),
+        backend: str = typer.Option("eager", help="eager, channels-last, onnx, onnx-int8 or bf16."),
         carbon_fraction: float = typer.Option(0.47, help="Carbon share of dry biomass."),
         derive: bool = typer.Option(
             True, help="Derive land cover (LC band) / tree cover (CH >= 5 m) without models."

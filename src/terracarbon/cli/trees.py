@@ -159,7 +159,7 @@ def predict(
         None, help="Tile overlap (px; default: the checkpoint's, else 128); crowns: at least the largest crown."
     ),
     batch_size: int = typer.Option(4, help="Tiles per batch."),
-    backend: str = typer.Option("eager", help="Semantic engine backend: eager, channels-last or onnx."),
+    backend: str = typer.Option("eager", help="Semantic engine backend: eager, channels-last, onnx, onnx-int8 or bf16."),
     score_threshold: float = typer.Option(0.5, help="Instance: minimum detection score."),
     merge_threshold: float = typer.Option(
         0.3, help="Instance: overlap joining a crown's pieces across tiles."

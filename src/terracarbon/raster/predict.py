@@ -11,14 +11,21 @@ Every map terracarbon makes (biomass, land cover, tree cover) goes through :func
   batch of tiles plus a strip buffer of ``tile_size`` rows, independent of the raster's height.
 * **Nodata.** Input pixels that equal the input nodata value in any band, or are not finite, are fed to the model as 0
   and written as the output nodata value.
-* **Output.** Strips go into a hidden compressed GeoTIFF beside the output; at the end it is copied into a
-  cloud-optimised GeoTIFF (tiled, DEFLATE, overviews) with CRS, transform, band descriptions, colour table and class
-  names, and moved onto the output path atomically. A failed run never leaves a half-written output.
+* **Output.** Strips go into a hidden uncompressed tiled GeoTIFF beside the output; at the end it is copied into a
+  cloud-optimised GeoTIFF (tiled, DEFLATE on every core, overviews) with CRS, transform, band descriptions, colour
+  table and class names, and moved onto the output path atomically. A failed run never leaves a half-written output.
+* **Threads.** The model runs in the calling thread. Beside it, a pool of reader threads decodes the windows of the
+  next batches straight into the batch array and masks/normalises them in place, and a writer thread blends the
+  outputs, finalises and writes the strips and saves the resume state; both mostly wait in GDAL or numpy with the
+  GIL released. Batches are blended in order, so the file is the same as with a serial loop.
 * **Resume.** After each strip, the engine records how many tile rows are done and the overlap rows of the blend
   buffer. A rerun with the same input, model and options continues from there; the result is byte-identical to an
   uninterrupted run.
 * **Backends.** ``eager`` (PyTorch), ``channels-last`` (PyTorch with NHWC memory format, faster on CPU) and ``onnx``
-  (exported once, cached beside the checkpoint, run with onnxruntime). All give the same map within 1e-3.
+  (exported once, cached beside the checkpoint, run with onnxruntime) give the same map within 1e-3.
+  ``onnx-int8`` is the ONNX graph statically quantised by onnxruntime (int8 weights, uint8 activations), calibrated
+  on tiles of the input raster and cached beside the checkpoint (:func:`quantize_onnx_int8`); ``bf16`` runs PyTorch
+  under autocast (bfloat16 on CPU, float16 on CUDA). Their accuracy cost is measured in ``docs/performance.md``.
 * **Scale-out.** With ``scheduler`` (a Dask scheduler address, a ``distributed.Client``, or ``"local:N"`` for a
   LocalCluster of N workers) each batch of tiles is a Dask task. The model is scattered once to every worker; results
   come back in order to one writer, so the output is byte-identical to the single-process one. A lost worker's tasks
@@ -49,7 +56,10 @@ from terracarbon.errors import ConfigError, InputError
 from terracarbon.raster.io import _decorate, open_raster, to_cog
 from terracarbon.utils import atomic_path, atomic_write_json, progress
 
-BACKENDS = ("eager", "channels-last", "onnx")
+BACKENDS = ("eager", "channels-last", "onnx", "onnx-int8", "bf16")
+# helper threads around the model: window readers (GDAL releases the GIL while decoding) and batches read ahead
+READ_THREADS = 2
+PREFETCH_BATCHES = 3
 
 # ----------------------------------------------------------------------------------------------------------- predictor
 
@@ -163,26 +173,39 @@ class TilePredictor:
         )
 
     def fingerprint(self) -> str:
-        """A hash of the weights and of everything that changes the output (used to validate resume state)."""
+        """A hash of the weights and of everything that changes the output (used to validate resume state).
+
+        Hashing a U-Net's weights takes ~0.1 s; the result is kept until a weight tensor is replaced or modified in
+        place (its storage or its version counter changes) or an option changes.
+        """
+        options = json.dumps(
+            [
+                self.out_channels,
+                self.in_bands,
+                self.mean,
+                self.std,
+                self.out_dtype,
+                self.out_nodata,
+                self.out_count,
+            ],
+            default=str,
+        ).encode()
+        state = self.model.state_dict()
+        key = (
+            tuple((n, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype)) for n, t in state.items()),
+            options,
+        )
+        cached = self.__dict__.get("_fingerprint_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         h = hashlib.sha256()
-        for name, t in self.model.state_dict().items():
+        for name, t in state.items():
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        h.update(
-            json.dumps(
-                [
-                    self.out_channels,
-                    self.in_bands,
-                    self.mean,
-                    self.std,
-                    self.out_dtype,
-                    self.out_nodata,
-                    self.out_count,
-                ],
-                default=str,
-            ).encode()
-        )
-        return h.hexdigest()[:16]
+        h.update(options)
+        fp = h.hexdigest()[:16]
+        self.__dict__["_fingerprint_cache"] = (key, fp)
+        return fp
 
 
 # ---------------------------------------------------------------------------------------------------------------- grid
@@ -252,19 +275,44 @@ class TileGrid:
 
 
 class _Runner:
-    """Runs the model on a float32 numpy batch with one backend."""
+    """Runs the model on a float32 numpy batch with one backend.
 
-    def __init__(self, predictor: TilePredictor, backend: str, device: str = "cpu"):
+    ``eager``/``channels-last``/``bf16`` run the PyTorch module (``bf16``: :func:`torch.autocast` with bfloat16 on
+    CPU, float16 on CUDA); ``onnx`` runs the exported graph with onnxruntime; ``onnx-int8`` runs the statically
+    quantised graph at ``onnx_path`` (made by :func:`quantize_onnx_int8`; built here from ``calibration`` if not
+    given).
+    """
+
+    def __init__(
+        self,
+        predictor: TilePredictor,
+        backend: str,
+        device: str = "cpu",
+        *,
+        onnx_path: str | Path | None = None,
+        calibration: Callable[[], Sequence[np.ndarray]] | None = None,
+        calibration_key: str = "",
+    ):
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.backend = backend
         self.device = torch.device(device)
         self.model = predictor.model.eval().to(self.device)
         self.session = None
+        self.autocast: tuple[str, torch.dtype] | None = None
         if backend == "channels-last":
             self.model = self.model.to(memory_format=torch.channels_last)
         elif backend == "onnx":
-            self.session = _onnx_session(predictor)
+            self.session = _ort_session(_onnx_export(predictor))
+        elif backend == "onnx-int8":
+            if onnx_path is None:
+                if calibration is None:
+                    raise ConfigError("the onnx-int8 backend needs calibration tiles (or a quantised model path)")
+                onnx_path = quantize_onnx_int8(predictor, calibration, calibration_key)
+            self.session = _ort_session(Path(onnx_path))
+        elif backend == "bf16":
+            kind = self.device.type
+            self.autocast = (kind, torch.float16 if kind == "cuda" else torch.bfloat16)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.session is not None:
@@ -274,7 +322,11 @@ class _Runner:
             t = torch.from_numpy(x).to(self.device)
             if self.backend == "channels-last":
                 t = t.contiguous(memory_format=torch.channels_last)
-            y = self.model(t)
+            if self.autocast is not None:
+                with torch.autocast(self.autocast[0], dtype=self.autocast[1]):
+                    y = self.model(t)
+            else:
+                y = self.model(t)
             if isinstance(y, (tuple, list)):
                 y = y[0]
             return y.float().cpu().numpy()
@@ -283,11 +335,9 @@ class _Runner:
 _ONNX_LOCK = threading.Lock()
 
 
-def _onnx_session(predictor: TilePredictor):
-    """Export the model to ONNX once (cached beside the checkpoint, keyed by weights) and open an onnxruntime session."""
+def _onnx_export(predictor: TilePredictor) -> Path:
+    """Export the model to ONNX once (cached beside the checkpoint, keyed by weights); returns the ``.onnx`` path."""
     import tempfile
-
-    import onnxruntime as ort
 
     fp = predictor.fingerprint()
     cache = predictor.onnx_cache or Path(tempfile.gettempdir()) / "terracarbon-onnx" / f"{fp}.onnx"
@@ -316,24 +366,150 @@ def _onnx_session(predictor: TilePredictor):
                     dynamo=False,
                 )
             atomic_write_json(stamp, {"fingerprint": fp})
+    return cache
+
+
+def _ort_session(path: Path):
+    """An onnxruntime session on ``path`` with as many intra-op threads as torch uses (CUDA first when present)."""
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
     providers = [
         p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()
     ]
-    return ort.InferenceSession(str(cache), sess_options=opts, providers=providers)
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+
+
+def _onnx_session(predictor: TilePredictor):
+    """Export the model to ONNX once (cached beside the checkpoint, keyed by weights) and open an onnxruntime session."""
+    return _ort_session(_onnx_export(predictor))
+
+
+# int8 settings, chosen by measurement on this project's 2-core AVX2 machine (docs/performance.md): QDQ format,
+# per-channel weights, min-max calibration; the model's last Conv (the regression/logit head) stays float
+INT8_SETTINGS: dict[str, Any] = {
+    "format": "QDQ",
+    "per_channel": True,
+    "exclude_last_conv": True,
+    "reduce_range": False,
+    "calibration_tiles": 8,
+}
+
+
+class _TileCalibration:
+    """An onnxruntime ``CalibrationDataReader`` over normalised input tiles (one tile per ``get_next``)."""
+
+    def __init__(self, tiles: Sequence[np.ndarray]):
+        self._it = iter(list(tiles))
+
+    def get_next(self):
+        x = next(self._it, None)
+        return None if x is None else {"input": np.ascontiguousarray(x[None], np.float32)}
+
+
+def quantize_onnx_int8(
+    predictor: TilePredictor,
+    calibration: Callable[[], Sequence[np.ndarray]],
+    calibration_key: str = "",
+    *,
+    settings: Mapping[str, Any] | None = None,
+    out_path: str | Path | None = None,
+) -> Path:
+    """Statically quantise the predictor's ONNX export to int8 (weights int8, activations uint8), cached.
+
+    ``calibration()`` returns normalised ``C×t×t`` input tiles (the engine samples them from the raster being
+    predicted); the activation ranges are their min/max through the float model. The result is cached beside the
+    float export (``<name>.int8.onnx`` + a ``.json`` stamp holding the weights' fingerprint, ``calibration_key`` —
+    the engine uses the input file's identity — and ``settings``); a stale or missing cache is rebuilt.
+    ``settings`` override :data:`INT8_SETTINGS` (``format`` "QDQ" or "QOperator", ``per_channel``,
+    ``exclude_last_conv``, ``reduce_range``). Uses ``onnxruntime.quantization.quantize_static`` after its
+    ``quant_pre_process`` (shape inference and graph optimisation), as onnxruntime's quantisation guide
+    (https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html) recommends.
+    """
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    cfg = {**INT8_SETTINGS, **dict(settings or {})}
+    fp32 = _onnx_export(predictor)
+    path = Path(out_path) if out_path is not None else fp32.with_name(fp32.stem + ".int8.onnx")
+    stamp = path.with_name(path.name + ".json")
+    want = {"fingerprint": predictor.fingerprint(), "calibration": calibration_key, "settings": cfg}
+    with _ONNX_LOCK:
+        if path.exists() and stamp.exists():
+            with contextlib.suppress(ValueError, OSError):
+                if json.loads(stamp.read_text()) == json.loads(json.dumps(want)):
+                    return path
+        tiles = list(calibration())
+        if not tiles:
+            raise ConfigError("int8 calibration needs at least one input tile")
+        with tempfile.TemporaryDirectory(prefix="tc-int8-") as work:
+            pre = Path(work) / "pre.onnx"
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            graph = onnx.load(str(pre)).graph
+            convs = [n.name for n in graph.node if n.op_type == "Conv"]
+            exclude = convs[-1:] if cfg["exclude_last_conv"] else []
+            with atomic_path(path, suffix=".onnx") as tmp:
+                quantize_static(
+                    str(pre),
+                    str(tmp),
+                    _TileCalibration(tiles),
+                    quant_format=QuantFormat.QDQ if cfg["format"] == "QDQ" else QuantFormat.QOperator,
+                    per_channel=bool(cfg["per_channel"]),
+                    reduce_range=bool(cfg["reduce_range"]),
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    nodes_to_exclude=exclude,
+                    calibrate_method=CalibrationMethod.MinMax,
+                    extra_options={"CalibTensorRangeSymmetric": False},
+                )
+        atomic_write_json(stamp, want)
+    return path
+
+
+def int8_calibration(
+    src_path: str | Path, predictor: TilePredictor, grid: TileGrid, n: int | None = None
+) -> tuple[Callable[[], list[np.ndarray]], str]:
+    """``(tiles, key)`` for :func:`quantize_onnx_int8` from the raster being predicted.
+
+    ``tiles()`` reads ``n`` (default ``INT8_SETTINGS["calibration_tiles"]``) normalised tiles of ``grid`` spread
+    evenly over the raster; ``key`` names the file (path, size, modification time) and the tiling, so the cached
+    quantised model is rebuilt when the input changes.
+    """
+    src_path = Path(src_path)
+    n = int(INT8_SETTINGS["calibration_tiles"] if n is None else n)
+    st = os.stat(src_path)
+    key = f"{src_path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{grid.tile_size}:{n}"
+    return (lambda: _calibration_tiles(src_path, predictor, grid, n)), key
+
+
+def _calibration_tiles(src_path: Path, predictor: TilePredictor, grid: TileGrid, n: int) -> list[np.ndarray]:
+    """``n`` normalised tiles spread evenly over the grid (deterministic), for int8 calibration."""
+    idx = sorted({int(round(i)) for i in np.linspace(0, len(grid) - 1, min(n, len(grid)))})
+    wins = [grid.window(i // grid.n_cols, i % grid.n_cols) for i in idx]
+    with rasterio.open(src_path) as ds:
+        x, _ = _read_tiles(ds, predictor, wins)
+    return list(x)
 
 
 # ---------------------------------------------------------------------------------------------------------- tile work
 
 
 def _read_tiles(ds, predictor: TilePredictor, windows: Sequence[Window]) -> tuple[np.ndarray, np.ndarray]:
-    """Read, mask and normalise a batch of (possibly out-of-bounds) windows -> (x B×C×t×t, valid B×t×t)."""
+    """Read, mask and normalise a batch of (possibly out-of-bounds) windows -> (x B×C×t×t, valid B×t×t).
+
+    GDAL decodes each window straight into its slot of the batch (converting to float32); masking and
+    normalisation then work in place on that slot, so a tile costs one pass per operation and no copies.
+    """
     bands = list(predictor.in_bands) if predictor.in_bands is not None else list(range(1, ds.count + 1))
     t = int(windows[0].height)
     x = np.zeros((len(windows), len(bands), t, t), np.float32)
     valid = np.zeros((len(windows), t, t), bool)
     nodatas = [ds.nodatavals[b - 1] for b in bands]
+    nodatas = [(b, np.float32(nd)) for b, nd in enumerate(nodatas) if nd is not None and np.isfinite(nd)]
     mean = None if predictor.mean is None else np.asarray(predictor.mean, np.float32)[:, None, None]
     std = None if predictor.std is None else np.asarray(predictor.std, np.float32)[:, None, None]
     for i, w in enumerate(windows):
@@ -341,19 +517,22 @@ def _read_tiles(ds, predictor: TilePredictor, windows: Sequence[Window]) -> tupl
         r1, c1 = min(ds.height, int(w.row_off + w.height)), min(ds.width, int(w.col_off + w.width))
         if r1 <= r0 or c1 <= c0:
             continue
-        data = ds.read(bands, window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype="float32")
-        ok = np.isfinite(data).all(axis=0)
-        for b, nd in enumerate(nodatas):
-            if nd is not None and np.isfinite(nd):
-                ok &= data[b] != np.float32(nd)
+        dr, dc = r0 - int(w.row_off), c0 - int(w.col_off)
+        data = x[i, :, dr : dr + r1 - r0, dc : dc + c1 - c0]
+        ok = valid[i, dr : dr + r1 - r0, dc : dc + c1 - c0]
+        ds.read(bands, window=Window(c0, r0, c1 - c0, r1 - r0), out=data)
+        scratch = np.empty(ok.shape, bool)
+        np.isfinite(data[0], out=ok)
+        for b in range(1, len(bands)):
+            ok &= np.isfinite(data[b], out=scratch)
+        for b, nd in nodatas:
+            ok &= np.not_equal(data[b], nd, out=scratch)
         if mean is not None:
             data -= mean
         if std is not None:
             data /= std
-        data[:, ~ok] = 0.0
-        dr, dc = r0 - int(w.row_off), c0 - int(w.col_off)
-        x[i, :, dr : dr + r1 - r0, dc : dc + c1 - c0] = data
-        valid[i, dr : dr + r1 - r0, dc : dc + c1 - c0] = ok
+        if not ok.all():
+            np.copyto(data, np.float32(0.0), where=~ok)
     return x, valid
 
 
@@ -367,8 +546,11 @@ def _predict_batch(
     backend: str,
     device: str = "cpu",
     threads: int = 1,
+    onnx_path: str | None = None,
 ):
     """Dask task: read and predict one batch of tiles; the runner is built once per worker process and predictor.
+
+    ``onnx_path``: the quantised model of the ``onnx-int8`` backend (made once by the client).
 
     The worker uses ``threads`` torch threads: the same count as the client's process by default, because CPU kernels
     may sum in a different order with another thread count, and the output would then differ in the last bit.
@@ -378,7 +560,7 @@ def _predict_batch(
     key = (id(predictor), backend)
     runner = _WORKER_RUNNERS.get(key)
     if runner is None:
-        runner = _WORKER_RUNNERS[key] = _Runner(predictor, backend, device)
+        runner = _WORKER_RUNNERS[key] = _Runner(predictor, backend, device, onnx_path=onnx_path)
     with rasterio.open(src) as ds:
         x, valid = _read_tiles(ds, predictor, windows)
     return runner(x), valid
@@ -458,7 +640,7 @@ def predict_raster(
         src_path: input GeoTIFF (must have a CRS; band count must match the model's input).
         dst_path: output GeoTIFF; written atomically once everything is done.
         tile_size, overlap, batch_size: tiling; tiles overlap by ``overlap`` px on each side and are blended.
-        backend: ``"eager"``, ``"channels-last"`` or ``"onnx"``.
+        backend: ``"eager"``, ``"channels-last"``, ``"onnx"``, ``"onnx-int8"`` or ``"bf16"`` (see :data:`BACKENDS`).
         resume: continue an interrupted run with the same inputs and options (otherwise start over).
         progress_bar: show a rich progress bar.
         scheduler: None (this process), a Dask ``Client``, a scheduler address ``"tcp://..."``, or ``"local:N"``.
@@ -507,46 +689,41 @@ def predict_raster(
         state.clear()
         _create_partial(state.path, predictor, height, width, crs, transform, grid.stride)
 
-    k, t, stride, ov = predictor.out_channels, grid.tile_size, grid.stride, grid.overlap
-    wpad = grid.n_cols * stride + ov
+    k, t, ov = predictor.out_channels, grid.tile_size, grid.overlap
+    wpad = grid.n_cols * grid.stride + ov
     acc = np.zeros((k, t, wpad), np.float32)
     wsum = np.zeros((t, wpad), np.float32)
     valid = np.zeros((t, wpad), bool)
     if tail is not None:
         acc[:, :ov], wsum[:ov], valid[:ov] = tail["acc"], tail["wsum"], tail["valid"]
-    weights = grid.blend_weights()
 
+    calibration = int8_calibration(src_path, predictor, grid) if backend == "onnx-int8" else None
     threads = worker_threads or torch.get_num_threads()
     results = _result_stream(
-        predictor, src_path, grid, rows_done, batch_size, backend, device, scheduler, threads
+        predictor, src_path, grid, rows_done, batch_size, backend, device, scheduler, threads, calibration
     )
     with progress(disable=not progress_bar) as bar:
         task = bar.add_task(f"predict {src_path.name}", total=len(grid), completed=rows_done * grid.n_cols)
+        writer = _StripWriter(
+            state, predictor, grid, width, acc, wsum, valid, on_strip, lambda n: bar.advance(task, n)
+        )
         try:
             for row in range(rows_done, grid.n_rows):
-                for batch in _batches(grid, row, batch_size):
+                batches = _batches(grid, row, batch_size)
+                for j, batch in enumerate(batches):
                     y, ok = next(results)
                     if y.shape[1] < k:
                         raise ConfigError(f"model returned {y.shape[1]} channels, predictor expects {k}")
-                    for i, w in enumerate(batch):
-                        c0 = int(w.col_off)
-                        acc[:, :, c0 : c0 + t] += y[i, :k] * weights
-                        wsum[:, c0 : c0 + t] += weights
-                        valid[:, c0 : c0 + t] |= ok[i]
-                    bar.advance(task, len(batch))
-                r0, r1 = grid.strip_rows(row)
-                _write_strip(state.path, predictor, acc, wsum, valid, r0, r1, width)
-                # shift the buffer: the overlap rows below the strip carry into the next tile row
-                acc[:, :ov], wsum[:ov], valid[:ov] = acc[:, stride:], wsum[stride:], valid[stride:]
-                acc[:, ov:], wsum[ov:], valid[ov:] = 0.0, 0.0, False
-                state.save(row + 1, {"acc": acc[:, :ov], "wsum": wsum[:ov], "valid": valid[:ov]})
-                if on_strip is not None:
-                    on_strip(row + 1, grid.n_rows)
+                    writer.put(row, batch, y, ok, j == len(batches) - 1)
+            writer.finish()
         finally:
+            writer.abort()
             with contextlib.suppress(Exception):
                 results.close()
     with atomic_path(dst_path, suffix=".tif") as tmp:
-        to_cog(state.path, tmp)
+        # DEFLATE of the COG's blocks and overviews runs on every core: the model is done by now
+        with rasterio.Env(GDAL_NUM_THREADS=str(max(1, os.cpu_count() or 1))):
+            to_cog(state.path, tmp)
     state.clear()
     return dst_path
 
@@ -598,9 +775,11 @@ def _create_partial(
         "crs": crs,
         "transform": transform,
         "nodata": predictor.out_nodata,
-        "compress": "DEFLATE",
-        "tiled": False,
-        "blockysize": min(rows_per_strip, height),
+        # uncompressed and tiled like the COG: writing a strip costs no DEFLATE, and the final COG copy reads
+        # whole 256 px blocks without decoding (the COG is the only DEFLATE pass)
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
         "BIGTIFF": "IF_SAFER",
     }
     tags = dict(predictor.tags)
@@ -618,29 +797,156 @@ def _write_strip(
     out = (predictor.finalize or _identity_finalize)(blended)
     out = np.asarray(out).astype(predictor.out_dtype, copy=False)
     if predictor.out_nodata is not None:
-        out[:, ~valid[:h, :width]] = predictor.out_nodata
+        hole = ~valid[:h, :width]
+        if hole.any():
+            np.copyto(out, np.asarray(predictor.out_nodata).astype(out.dtype), where=hole[None])
     with rasterio.open(path, "r+") as dst:
         dst.write(out, window=Window(0, r0, width, h))
 
 
-def _result_stream(predictor, src_path, grid, first_row, batch_size, backend, device, scheduler, threads):
-    """Yield (outputs, valid) per batch, in order, from this process (reads prefetched in a thread) or Dask."""
+class _StripWriter:
+    """Blends model outputs into the strip buffer and writes finished strips, in a thread beside the model.
+
+    Items (one batch each) are handled in submission order, so the blend sums (and the file) are the same as
+    with a serial loop. The queue holds a few batches: memory stays one tile row plus those batches. An error in
+    the thread (a failed write, an ``on_strip`` callback raising) is re-raised in the caller by :meth:`put` or
+    :meth:`finish`; after it the thread only drains the queue.
+    """
+
+    def __init__(self, state, predictor, grid, width, acc, wsum, valid, on_strip, advance):
+        import queue
+
+        self.state, self.predictor, self.grid, self.width = state, predictor, grid, width
+        self.acc, self.wsum, self.valid = acc, wsum, valid
+        self.on_strip, self.advance = on_strip, advance
+        self.weights = grid.blend_weights()
+        self._tmp = np.empty((predictor.out_channels, grid.tile_size, grid.tile_size), np.float32)
+        self.error: BaseException | None = None
+        self._cancel = False
+        self._queue: Any = queue.Queue(maxsize=4)
+        self._thread = threading.Thread(target=self._loop, name="terracarbon-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, row: int, batch: list[Window], y: np.ndarray, ok: np.ndarray, last: bool) -> None:
+        """Queue one batch's outputs; ``last`` marks the batch that completes tile row ``row``."""
+        self._raise()
+        self._queue.put((row, batch, y, ok, last))
+
+    def finish(self) -> None:
+        """Wait until every queued batch is blended and written; re-raise the thread's error."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+    def abort(self) -> None:
+        """Stop the thread (queued batches are dropped)."""
+        if self._thread.is_alive():
+            self._cancel = True
+            self._queue.put(None)
+            self._thread.join()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self.error is not None or self._cancel:
+                continue
+            try:
+                self._blend(*item)
+            except BaseException as exc:  # re-raised in the caller's thread
+                self.error = exc
+
+    def _blend(self, row: int, batch: list[Window], y: np.ndarray, ok: np.ndarray, last: bool) -> None:
+        k, t = self.predictor.out_channels, self.grid.tile_size
+        acc, wsum, valid, weights, tmp = self.acc, self.wsum, self.valid, self.weights, self._tmp
+        for i, w in enumerate(batch):
+            c0 = int(w.col_off)
+            np.multiply(y[i, :k], weights, out=tmp)
+            acc[:, :, c0 : c0 + t] += tmp
+            wsum[:, c0 : c0 + t] += weights
+            valid[:, c0 : c0 + t] |= ok[i]
+        self.advance(len(batch))
+        if not last:
+            return
+        grid, stride, ov = self.grid, self.grid.stride, self.grid.overlap
+        r0, r1 = grid.strip_rows(row)
+        _write_strip(self.state.path, self.predictor, acc, wsum, valid, r0, r1, self.width)
+        # shift the buffer: the overlap rows below the strip carry into the next tile row
+        acc[:, :ov], wsum[:ov], valid[:ov] = acc[:, stride:], wsum[stride:], valid[stride:]
+        acc[:, ov:], wsum[ov:], valid[ov:] = 0.0, 0.0, False
+        self.state.save(row + 1, {"acc": acc[:, :ov], "wsum": wsum[:ov], "valid": valid[:ov]})
+        if self.on_strip is not None:
+            self.on_strip(row + 1, grid.n_rows)
+
+
+def _result_stream(
+    predictor, src_path, grid, first_row, batch_size, backend, device, scheduler, threads, calibration=None
+):
+    """Yield (outputs, valid) per batch, in order, from this process (reads in a thread pool) or from Dask.
+
+    ``calibration``: ``(tiles callable, key)`` for the ``onnx-int8`` backend's quantisation (cached).
+    """
     todo = [b for row in range(first_row, grid.n_rows) for b in _batches(grid, row, batch_size)]
     if scheduler is None:
-        yield from _local_stream(predictor, src_path, todo, backend, device)
+        yield from _local_stream(predictor, src_path, todo, backend, device, calibration)
     else:
-        yield from _dask_stream(predictor, src_path, todo, backend, scheduler, threads)
+        onnx_path = None
+        if calibration is not None:
+            onnx_path = str(quantize_onnx_int8(predictor, calibration[0], calibration[1]))
+        yield from _dask_stream(predictor, src_path, todo, backend, scheduler, threads, onnx_path)
 
 
-def _local_stream(predictor, src_path, todo, backend, device):
-    runner = _Runner(predictor, backend, device)
-    with rasterio.open(src_path) as ds, ThreadPoolExecutor(1) as pool:
-        nxt = pool.submit(_read_tiles, ds, predictor, todo[0]) if todo else None
-        for i in range(len(todo)):
-            x, ok = nxt.result()
-            if i + 1 < len(todo):
-                nxt = pool.submit(_read_tiles, ds, predictor, todo[i + 1])
+class _TileReader:
+    """A pool of reader threads, each with its own dataset handle (GDAL handles are not thread-safe)."""
+
+    def __init__(self, src_path: Path, predictor: TilePredictor, n_threads: int = READ_THREADS):
+        self.src_path, self.predictor = src_path, predictor
+        self._local = threading.local()
+        self._handles: list[Any] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max(1, n_threads), thread_name_prefix="terracarbon-read")
+
+    def _read(self, windows: list[Window]) -> tuple[np.ndarray, np.ndarray]:
+        ds = getattr(self._local, "ds", None)
+        if ds is None:
+            ds = self._local.ds = rasterio.open(self.src_path)
+            with self._lock:
+                self._handles.append(ds)
+        return _read_tiles(ds, self.predictor, windows)
+
+    def submit(self, windows: list[Window]):
+        """Start reading one batch; returns a future of ``(x, valid)``."""
+        return self._pool.submit(self._read, windows)
+
+    def close(self) -> None:
+        """Cancel pending reads, wait for running ones, close the handles."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for ds in self._handles:
+            ds.close()
+
+
+def _local_stream(predictor, src_path, todo, backend, device, calibration=None):
+    reader = _TileReader(src_path, predictor)
+    try:
+        # the first batches are read while the runner starts (onnx session, int8 calibration)
+        pending = deque(reader.submit(w) for w in todo[:PREFETCH_BATCHES])
+        queued = len(pending)
+        cal, key = calibration if calibration is not None else (None, "")
+        runner = _Runner(predictor, backend, device, calibration=cal, calibration_key=key)
+        while pending:
+            x, ok = pending.popleft().result()
+            if queued < len(todo):
+                pending.append(reader.submit(todo[queued]))
+                queued += 1
             yield runner(x), ok
+    finally:
+        reader.close()
 
 
 @contextlib.contextmanager
@@ -663,7 +969,7 @@ def dask_client(scheduler: Any):
         yield client
 
 
-def _dask_stream(predictor, src_path, todo, backend, scheduler, threads):
+def _dask_stream(predictor, src_path, todo, backend, scheduler, threads, onnx_path=None):
     with dask_client(scheduler) as client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         model_future = client.scatter(predictor, broadcast=True)
@@ -682,6 +988,7 @@ def _dask_stream(predictor, src_path, todo, backend, scheduler, threads):
                         backend,
                         "cpu",
                         threads,
+                        onnx_path,
                         pure=False,
                         retries=3,
                     )
