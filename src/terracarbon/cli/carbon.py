@@ -21,7 +21,10 @@ def _method(method: str, all_touched: bool) -> str:
 
 
 def _polygon_name(p: dict, i: int) -> str:
-    return str(p.get("name") or p.get("id") or p.get("parcel_id") or f"#{i + 1}")
+    for k in ("name", "id", "parcel_id"):
+        if p.get(k) not in (None, ""):
+            return str(p[k])
+    return f"#{i + 1}"
 
 
 def _print_warnings(warnings: list[str], limit: int = 20) -> None:
