@@ -189,6 +189,7 @@ def _warp_to_vrt(
     """Write a warped VRT of ``src`` (all bands) onto ``grid``; source paths absolute, nothing read but metadata."""
     from rasterio.vrt import WarpedVRT
 
+    src = Path(src).resolve()  # the serialised VRT must not depend on the working directory
     with open_raster(src) as ds:
         src_nodata = ds.nodata
         kw: dict[str, Any] = {}
@@ -207,7 +208,7 @@ def _warp_to_vrt(
             **kw,
         ) as vrt:
             rasterio.shutil.copy(vrt, str(dst), driver="VRT")
-    _absolutise(dst, Path(src).resolve().parent)
+    _absolutise(dst, Path(dst).resolve().parent)  # GDAL writes paths relative to the VRT itself
     return dst
 
 
@@ -466,7 +467,8 @@ def _grid(grid, like, aoi, bounds, crs, resolution) -> Grid:
 
 def _build_vrt(out, grid, scenes, names, layer_map, layer_resampling, rs, factor, tags) -> Path:
     parts_final = out.with_name(f"{out.stem}.parts")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.stem}.parts.", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.stem}.parts.", dir=out.parent))
     try:
         bands = []
         for i, s in enumerate(scenes):
