@@ -15,6 +15,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 GREEN = {"level6_top1": 0.8368, "level6_top10": 0.9147}
 
 
@@ -27,6 +29,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--beam", type=int, default=10)
     ap.add_argument("--cache", default=None)
+    ap.add_argument("--backend", default="onnx-int8", help="encoder: onnx-int8 (default), onnx or torch")
     ap.add_argument("--md", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -47,11 +50,11 @@ def main() -> None:
     for name, model in models:
         t = time.perf_counter()
         clf = NaicsClassifier(
-            tax, model, examples=train, cache_dir=args.cache, beam=args.beam, calibration={}
+            tax, model, examples=train, cache_dir=args.cache, beam=args.beam, calibration={}, backend=args.backend
         )
         rows[f"{name}: flat retrieval (zero-shot floor)" if model is None else f"{name}: flat retrieval"] = (
             retrieval_baseline(
-                clf.model, tax, hold.text.tolist(), hold.code.tolist(), doc_embeddings=clf.e_doc[6].numpy()
+                clf.model, tax, hold.text.tolist(), hold.code.tolist(), doc_embeddings=np.asarray(clf.e_doc[6])
             )
         )
         clf.calibrate(calib.text.tolist(), calib.code.tolist())

@@ -142,7 +142,7 @@ def test_save_and_reload_calibration(small_tax, small_dir, st_model, emb_cache, 
     clf.save(model_dir, extra={"note": "test"})
     meta = json.loads((model_dir / "terracarbon_naics.json").read_text())
     assert meta["beam"] == 5 and meta["note"] == "test"
-    again = NaicsClassifier(small_tax, model_dir, cache_dir=emb_cache)
+    again = NaicsClassifier(small_tax, model_dir, cache_dir=emb_cache, backend="torch")
     assert again.members == clf.members and again.beam == 5
     assert len(again.examples) == len(df)
     assert again.calibration["levels"]["6"]["weights"] == clf.calibration["levels"]["6"]["weights"]

@@ -77,6 +77,7 @@ def test_train_classifier_end_to_end(small_tax, small_dir, tmp_path, emb_cache, 
         holdout_fraction=0.2,
         calibration_fraction=0.2,
         progress=False,
+        backend="torch",  # the ONNX backends have their own tests (test_fast_classify.py)
     )
     assert list((tmp_path / "cache").rglob("*.npy"))  # embeddings went to the configured cache
     meta = json.loads((out / "terracarbon_naics.json").read_text())
@@ -91,6 +92,8 @@ def test_train_classifier_end_to_end(small_tax, small_dir, tmp_path, emb_cache, 
     assert (out / "examples.csv").exists() and (out / "holdout.csv").exists()
     assert 0 <= res.metrics["level6_top1"] <= res.metrics["level6_top10"] <= 1
     assert res.metrics["level2_top1"] >= 0.8
-    clf = NaicsClassifier(small_tax, out, cache_dir=emb_cache)
-    assert clf.members == ["title", "description", "leaves", "centroid", "knn"] and clf.examples is not None
+    assert (out / "naics_head.npz").exists()
+    clf = NaicsClassifier(small_tax, out, cache_dir=emb_cache, backend="torch")
+    assert clf.members == ["title", "description", "leaves", "centroid", "knn", "head"]
+    assert clf.examples is not None and clf.head is not None
     assert clf.predict(["Portland cement manufacturing"])[0].code == "327310"

@@ -24,9 +24,15 @@ _TAXONOMY = typer.Option(
 _YEAR = typer.Option(
     2017, "--naics-year", help="NAICS edition of the taxonomy (2017 matches the EPA factors)."
 )
+_BACKEND = typer.Option(
+    "onnx-int8",
+    "--backend",
+    help="Sentence encoder: onnx-int8 (fast default, exported once and cached), onnx (fp32) or torch.",
+)
+_THREADS = typer.Option(None, "--threads", help="Encoder threads (default: all cores).")
 
 
-def _classifier(model, taxonomy, naics_year, beam, llm_url, llm_model, llm_key):
+def _classifier(model, taxonomy, naics_year, beam, llm_url, llm_model, llm_key, backend="onnx-int8", threads=None):
     from terracarbon.emissions.classify import NaicsClassifier
     from terracarbon.emissions.llm import LLMMember
     from terracarbon.emissions.naics import load_naics
@@ -34,7 +40,7 @@ def _classifier(model, taxonomy, naics_year, beam, llm_url, llm_model, llm_key):
     tax = load_naics(taxonomy, year=naics_year)
     llm = LLMMember(llm_url, llm_model or "default", api_key=llm_key) if llm_url else None
     kwargs = {} if beam is None else {"beam": None if beam <= 0 else beam}
-    return NaicsClassifier(tax, model, llm=llm, **kwargs)
+    return NaicsClassifier(tax, model, llm=llm, backend=backend, threads=threads, **kwargs)
 
 
 @app.command("classify")
@@ -56,6 +62,8 @@ def classify_cmd(
     llm_key: str = typer.Option(None, "--llm-key", help="API key (default $TERRACARBON_LLM_API_KEY)."),
     footprint: Path = typer.Option(None, "--footprint", help="Record this run's energy/CO2e in this folder."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    backend: str = _BACKEND,
+    threads: int = _THREADS,
 ) -> None:
     """Classify TEXT, or every row of --batch CSV (--column, --out), into NAICS codes with confidences."""
     from terracarbon.emissions.classify import classify_csv
@@ -63,7 +71,7 @@ def classify_cmd(
 
     if (text is None) == (batch is None):
         raise ConfigError("give either TEXT or --batch CSV")
-    clf = _classifier(model, taxonomy, naics_year, beam, llm_url, llm_model, llm_key)
+    clf = _classifier(model, taxonomy, naics_year, beam, llm_url, llm_model, llm_key, backend, threads)
     if batch is not None:
         if not column or out is None:
             raise ConfigError("--batch needs --column and --out")
@@ -109,6 +117,7 @@ def estimate_cmd(
     naics_year: int = _YEAR,
     footprint: Path = typer.Option(None, "--footprint", help="Record this run's energy/CO2e in this folder."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    backend: str = _BACKEND,
 ) -> None:
     """Estimate supply-chain emissions (tCO2e) from a description and revenue, with interval and provenance."""
     from terracarbon.emissions.estimate import estimate_csv, estimate_emissions
@@ -119,7 +128,7 @@ def estimate_cmd(
     if batch is not None:
         if out is None:
             raise ConfigError("--batch needs --out")
-        clf = _classifier(model, taxonomy, naics_year, None, None, None, None)
+        clf = _classifier(model, taxonomy, naics_year, None, None, None, None, backend)
         df = estimate_csv(
             batch,
             out,
@@ -139,7 +148,7 @@ def estimate_cmd(
         return
     if revenue is None:
         raise ConfigError("give --revenue")
-    clf = None if code else _classifier(model, taxonomy, naics_year, None, None, None, None)
+    clf = None if code else _classifier(model, taxonomy, naics_year, None, None, None, None, backend)
     est = estimate_emissions(
         description,
         revenue,
@@ -191,6 +200,19 @@ def train_cmd(
     freeze_layers: int = typer.Option(0, "--freeze-layers", help="Freeze embeddings + the first N layers."),
     threads: int = typer.Option(None, "--threads", help="torch threads (1 is fastest on a busy machine)."),
     seed: int = typer.Option(0, "--seed"),
+    cross_references: Path = typer.Option(
+        None,
+        "--cross-references",
+        help="Census cross-reference CSV: its 'X--are classified in Y' lines become extra training pairs.",
+    ),
+    hard_fraction: float = typer.Option(
+        0.5, "--hard-fraction", help="Share of batches drawn from one 4-digit subtree (sibling hard negatives)."
+    ),
+    head: bool = typer.Option(True, "--head/--no-head", help="Fit the supervised linear head member."),
+    xref_examples: bool = typer.Option(
+        False, "--xref-examples/--no-xref-examples", help="Also use cross-reference activities as kNN examples."
+    ),
+    backend: str = _BACKEND,
 ) -> None:
     """Fine-tune the sentence encoder (MultipleNegativesRankingLoss), calibrate the ensemble, evaluate, save."""
     from terracarbon.emissions.naics import load_naics
@@ -213,6 +235,11 @@ def train_cmd(
         freeze_layers=freeze_layers,
         threads=threads,
         seed=seed,
+        cross_references=cross_references,
+        hard_fraction=hard_fraction,
+        head=head,
+        xref_examples=xref_examples,
+        backend=backend,
     )
     ft = res.finetune
     console.print(
@@ -274,13 +301,15 @@ def evaluate_cmd(
     baseline: bool = typer.Option(False, "--baseline", help="Also score flat zero-shot retrieval."),
     factors_path: Path = typer.Option(None, "--factors", help="EPA factor CSV, for the emission MAPE."),
     as_json: bool = typer.Option(False, "--json"),
+    backend: str = _BACKEND,
+    threads: int = _THREADS,
 ) -> None:
     """Top-1/top-10 accuracy per NAICS level (and emission MAPE) on a labelled CSV."""
     from terracarbon.emissions.evaluate import evaluate_classifier, retrieval_baseline
     from terracarbon.emissions.factors import load_factors
     from terracarbon.emissions.naics import load_labelled
 
-    clf = _classifier(model, taxonomy, naics_year, beam, None, None, None)
+    clf = _classifier(model, taxonomy, naics_year, beam, None, None, None, backend, threads)
     df = load_labelled(labelled, text_column=text_column, code_column=code_column, taxonomy=clf.taxonomy)
     factors = load_factors(factors_path) if factors_path else None
     res = {

