@@ -414,6 +414,14 @@ def read_mtd_msil2a(path: str | Path) -> L2AMetadata:
     return meta
 
 
+def jp2_available() -> bool:
+    """Whether GDAL (as rasterio ships it) can read JPEG 2000 through the JP2OpenJPEG driver."""
+    import rasterio
+
+    with rasterio.Env() as env:
+        return "JP2OpenJPEG" in env.drivers()
+
+
 def read_safe(
     path: str | Path, *, scl_classes: Iterable[int] | None = None, boa_offset: float | None = None
 ) -> Scene:
@@ -444,6 +452,11 @@ def read_safe(
             bid = band_id_of(f.name)
             if bid and (bid not in files or files[bid][0] > res):
                 files[bid] = (res, f)
+    if any(f.suffix.lower() == ".jp2" for _, f in files.values()) and not jp2_available():
+        raise InputError(
+            path, "holds JPEG 2000 bands but this GDAL has no JP2OpenJPEG driver; install rasterio's wheels (they "
+            "include it) or convert the bands to GeoTIFF (gdal_translate) and pass the folder of band files",
+        )
     bands = {}
     q = meta.quantification
     for bid, (_, f) in files.items():
