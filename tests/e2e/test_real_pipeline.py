@@ -1,5 +1,7 @@
-"""End to end on real-format files, through the CLI: an L4A-layout GEDI granule (zipped, like ORNL DAAC's sample)
-over a synthetic scene -> shots -> labels -> biomass train -> biomass predict -> carbon stock."""
+"""End to end on real-format files, through the CLI, over a synthetic scene (so the truth is known):
+an L4A-layout GEDI granule (zipped, like ORNL DAAC's sample) -> ``data gedi`` shots; a Planetary-Computer-style
+Sentinel-2 L2A item (COGs, baseline 04.00 offset) + a PALSAR/CH/DEM/LC layer file -> ``data stack`` VRT;
+-> ``data labels`` -> ``biomass train`` -> ``biomass predict`` -> ``carbon stock``."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from typer.testing import CliRunner
 
 from terracarbon.cli import app
 from terracarbon.data.gedi import write_l4a_granule
+from terracarbon.models.registry import load_checkpoint
+from terracarbon.raster.io import write_geotiff
 
 TINY_SPEC = json.dumps(
     {"arch": "unet", "encoder_name": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 16, 16]}
@@ -48,6 +52,30 @@ def _granule(scene_dir, out_zip, n=400, seed=0):
     return out_zip, expect
 
 
+def _s2_item_and_layers(scene_dir, root):
+    """The scene's reflectance as a Planetary-Computer-style L2A item (DN = reflectance x 10000 + 1000, 20 m bands
+    at 20 m), and its other six bands as one layer file."""
+    from terracarbon.data.sentinel2 import write_s2_lookalike
+
+    with rasterio.open(scene_dir / "stack.tif") as ds:
+        img, tr, crs = ds.read(), ds.transform, ds.crs
+    names = ["B02", "B03", "B04", "B08", "B11", "B12"]
+    n = img.shape[1]
+    dn = {}
+    for i, b in enumerate(names):
+        r = img[i] if b not in ("B11", "B12") else img[i].reshape(n // 2, 2, n // 2, 2).mean(axis=(1, 3))
+        dn[b] = np.clip(np.round(r * 10000 + 1000), 1, 65535).astype(np.uint16)
+    item = write_s2_lookalike(
+        root / "s2", layout="planetary-computer", size=n, crs=str(crs), origin=(tr.c, tr.f), baseline="04.00",
+        bands=names, dn=dn,
+    )
+    layers = write_geotiff(
+        root / "layers.tif", img[6:], crs=crs, transform=tr, nodata=float("nan"),
+        band_descriptions=["HH", "HV", "CH", "CH_STD", "DEM", "LC"], cog=False,
+    )
+    return item, layers
+
+
 def test_gedi_to_carbon_stock_via_cli(tmp_path):
     runner = CliRunner()
 
@@ -69,7 +97,15 @@ def test_gedi_to_carbon_stock_via_cli(tmp_path):
     run("data", "gedi", granule, "--out", tmp_path / "all.parquet", "--power-beams")
     assert len(gpd.read_parquet(tmp_path / "all.parquet")) == expect
 
-    stack = scene / "stack.tif"
+    item, layers = _s2_item_and_layers(scene, tmp_path)
+    stack = tmp_path / "stack.vrt"
+    run(
+        "data", "stack", "--s2", item, "--bands", "B02,B03,B04,B08,B11,B12", "--layer",
+        f"HH,HV,CH,CH_STD,DEM,LC={layers}", "--like", scene / "stack.tif", "--out", stack,
+    )
+    with rasterio.open(stack) as a, rasterio.open(scene / "stack.tif") as b:
+        assert a.descriptions == b.descriptions  # the scene's 12 bands, by name
+        np.testing.assert_allclose(a.read([1, 2, 3, 4]), b.read([1, 2, 3, 4]), atol=1e-4)  # (DN - 1000) / 10000
     labels = tmp_path / "labels.tif"
     run("data", "labels", tmp_path / "all.parquet", "--like", stack, "--out", labels)
     with rasterio.open(labels) as ds:
@@ -82,7 +118,8 @@ def test_gedi_to_carbon_stock_via_cli(tmp_path):
         "biomass", "train", "--stack", stack, "--labels", labels, "--out", run_dir, "--epochs", "2",
         "--samples-per-epoch", "32", "--batch-size", "8", "--patch-size", "32", "--model-spec", TINY_SPEC,
     )
-    assert (run_dir / "model.pt").exists()
+    _, _, meta = load_checkpoint(run_dir / "model.pt")
+    assert meta["input_units"] == "reflectance" and meta["bands"][0] == "B02"
 
     agb_map = tmp_path / "agb_map.tif"
     run("biomass", "predict", stack, agb_map, "--checkpoint", run_dir / "model.pt", "--tile-size", "64",
