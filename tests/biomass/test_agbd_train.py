@@ -286,3 +286,42 @@ def test_agbd_checkpoint_maps_a_stack_by_band_name(root, runs, tmp_path):
     with pytest.raises(Exception, match="lacks band"):
         _write_stack(tmp_path / "c.tif", {"B02": planes["B02"]}, ["B02"], lat0, lon0)
         predict_agbd(unet.checkpoint, tmp_path / "c.tif", tmp_path / "mc.tif", progress=False, track=False)
+
+
+def test_cli_train_agbd_and_table(root, tmp_path):
+    from typer.testing import CliRunner
+
+    from terracarbon.cli.biomass import app
+
+    r, _ = root
+    run = tmp_path / "run"
+    res = CliRunner().invoke(
+        app,
+        ["train", "--agbd", str(r), "--features", "RGBN", "--model", "gbdt", "--max-patches", "60", "--out", str(run)],
+    )
+    assert res.exit_code == 0, res.output
+    meta = torch.load(run / "model.pt", weights_only=False)["meta"]
+    assert meta["agbd"]["n_train"] == 60 and meta["agbd"]["features"][:4] == ["B02", "B03", "B04", "B08"]
+    assert meta["bands"] == ["B02", "B03", "B04", "B08", "LAT", "LON"] and meta["input_units"] == "reflectance"
+    assert set(json.loads((run / "metrics.json").read_text())) == KEYS
+    res = CliRunner().invoke(app, ["agbd-table", str(run), "--out", str(tmp_path / "t.md")])
+    assert res.exit_code == 0, res.output
+    assert "| gbdt | RGBN | 1 |" in (tmp_path / "t.md").read_text()
+
+
+def test_fcn_and_gfm_paths(root, tmp_path):
+    """The other two baselines train, export and score through the same path (tiny, one epoch)."""
+    from terracarbon.models.registry import build_model, count_parameters
+
+    r, _ = root
+    torch.set_num_threads(1)
+    assert count_parameters(build_model({"arch": "agbd_fcn", "in_channels": 24}))[0] == 404_865  # AGBD's dims
+    assert 8e6 < count_parameters(build_model({"arch": "agbd_unet", "in_channels": 24}))[0] < 11e6
+    common = {"features": "CH,CH_STD", "epochs": 1, "batch_size": 32, "max_patches": 64, "val_max_patches": 32,
+              "track": False, "progress": False}
+    fcn = train_agbd(r, model="fcn", out_dir=tmp_path / "fcn", model_kwargs={"channel_dims": [8, 8]}, **common)
+    gfm = train_agbd(r, model="gfm", out_dir=tmp_path / "gfm", patch_size=25,
+                     model_kwargs={"embed_dim": 24, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1]}, **common)
+    for res in (fcn, gfm):
+        assert set(res.metrics) == KEYS and np.isfinite(res.metrics["rmse"]) and res.metrics["n"] == 300
+    assert gfm.trainable_params > 100_000  # trained end to end, not a frozen random encoder

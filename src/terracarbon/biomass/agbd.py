@@ -199,7 +199,8 @@ def _net_spec(model: str, n_in: int, patch_size: int, kwargs: dict[str, Any]) ->
     if model == "fcn":
         return {"arch": "agbd_fcn", "in_channels": n_in, "classes": 1, **kwargs}
     if model == "gfm":
-        spec = {"arch": "gfm", "in_channels": n_in, "classes": 1, "size": "tiny", "img_size": 32}
+        # trained end to end unless model_kwargs give encoder_weights (and freeze_encoder=True) of a pretrained GFM
+        spec = {"arch": "gfm", "in_channels": n_in, "classes": 1, "size": "tiny", "img_size": 32, "freeze_encoder": False}
         spec.update(kwargs)
         return spec
     raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
