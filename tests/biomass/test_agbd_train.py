@@ -277,8 +277,15 @@ def test_agbd_checkpoint_maps_a_stack_by_band_name(root, runs, tmp_path):
     # the map at the footprints predicts the noise-free AGBD about as well as the benchmark score says
     assert np.sqrt(np.mean((centres - truth) ** 2)) <= 1.3 * info["noise_floor_rmse"]["test"], (centres, truth, labels)
     # the paper's CH configuration has lat/lon: computed from the stack's grid (EPSG:4326 pixel centres)
+    from typer.testing import CliRunner
+
+    from terracarbon.cli.biomass import app
+
     mg = tmp_path / "mg.tif"
-    predict_agbd(geo.checkpoint, a, mg, tile_size=32, overlap=8, progress=False, track=False)
+    res = CliRunner().invoke(
+        app, ["predict-agbd", str(a), str(mg), "--checkpoint", str(geo.checkpoint), "--tile-size", "32", "--overlap", "8"]
+    )
+    assert res.exit_code == 0, res.output
     with rasterio.open(mg) as x:
         pg = x.read(1)
     cg = np.array([pg[(n // 2) * 25 + 12, (n % 2) * 25 + 12] for n in range(k)])
