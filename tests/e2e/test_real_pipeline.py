@@ -9,6 +9,7 @@ import json
 import zipfile
 
 import numpy as np
+import pytest
 import rasterio
 from pyproj import Transformer
 from typer.testing import CliRunner
@@ -76,6 +77,7 @@ def _s2_item_and_layers(scene_dir, root):
     return item, layers
 
 
+@pytest.mark.slow
 def test_gedi_to_carbon_stock_via_cli(tmp_path):
     runner = CliRunner()
 
@@ -115,8 +117,8 @@ def test_gedi_to_carbon_stock_via_cli(tmp_path):
 
     run_dir = tmp_path / "run"
     run(
-        "biomass", "train", "--stack", stack, "--labels", labels, "--out", run_dir, "--epochs", "2",
-        "--samples-per-epoch", "32", "--batch-size", "8", "--patch-size", "32", "--model-spec", TINY_SPEC,
+        "biomass", "train", "--stack", stack, "--labels", labels, "--out", run_dir, "--epochs", "1",
+        "--samples-per-epoch", "16", "--batch-size", "8", "--patch-size", "32", "--model-spec", TINY_SPEC,
     )
     _, _, meta = load_checkpoint(run_dir / "model.pt")
     assert meta["input_units"] == "reflectance" and meta["bands"][0] == "B02"

@@ -323,8 +323,10 @@ def open_scene(
         names = list(bands)
     else:
         index = list(range(1, len(names) + 1))
-    src = SceneSource(name, stack_path, labels_path, names, index, shape, crs, transform, nodata, None,
-                      np.zeros(0), np.zeros(0), np.zeros(0), units)
+    empty = np.zeros(0)
+    src = SceneSource(
+        name, stack_path, labels_path, names, index, shape, crs, transform, nodata, None, empty, empty, empty, units
+    )
     if not labels_path.exists():
         if need_labels:
             raise InputError(labels_path, "label raster does not exist")
@@ -338,10 +340,10 @@ def open_scene(
         src.labels_nodata = ds.nodata
     rr, cc, vv = [], [], []
     try:
+        from rasterio.windows import Window
+
         for top, left, h, w in src.windows(None, window):
             _, labels = src._open()
-            from rasterio.windows import Window
-
             lab = labels.read(1, window=Window(left, top, w, h), out_dtype="float32")
             if src.labels_nodata is not None and np.isfinite(src.labels_nodata):
                 lab[lab == np.float32(src.labels_nodata)] = np.nan
