@@ -13,7 +13,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from terracarbon.assess import assess, default_models, load_assessment
-from terracarbon.assess.assess import classify_checkpoint, layer_name
+from terracarbon.assess.models import classify_checkpoint, layer_name
 from terracarbon.carbon import carbon_stock
 from terracarbon.data.scenes import BANDS, make_scene
 from terracarbon.errors import ConfigError, InputError
