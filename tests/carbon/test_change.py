@@ -172,7 +172,7 @@ def test_cli_change_json_contract_and_table(maps):
 
 def test_change_report_page_and_section(maps):
     from terracarbon.cli import app
-    from terracarbon.report.report import change_section_html
+    from terracarbon.report.change import change_section_html
 
     d, p0, p1, _, _ = maps
     aoi = _parcels(d / "parcels.gpkg")

@@ -172,7 +172,7 @@ def change(
     if out is not None:
         atomic_write_text(out, result.to_json() + "\n")
     if report is not None:
-        from terracarbon.report.report import build_change_report
+        from terracarbon.report.change import build_change_report
 
         build_change_report(result.to_dict(), report)
     if as_json:
