@@ -143,6 +143,7 @@ def worker_predict(ckpt: Path, src: Path, dst: Path, backend: str, device: str =
     if engine:  # an older copy of the engine module, for a before/after comparison
         spec = importlib.util.spec_from_file_location("terracarbon_engine_before", engine)
         mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # dataclasses look their module up
         spec.loader.exec_module(mod)
         predict_raster = mod.predict_raster
     else:
@@ -213,7 +214,7 @@ def worker_torchgeo(ckpt: Path, src: Path, dst: Path) -> dict:
         filename_glob = src.name
         is_image = True
 
-    t, c0 = time.perf_counter(), _cpu_s()
+    t, cpu0 = time.perf_counter(), _cpu_s()
     ds = Stack(paths=str(src.parent))
     sampler = GridGeoSampler(ds, size=TILE, stride=TILE - OVERLAP)
     chips = list(sampler)
@@ -257,7 +258,7 @@ def worker_torchgeo(ckpt: Path, src: Path, dst: Path) -> dict:
         BIGTIFF="IF_SAFER",
     ) as o:
         o.write(out, 1)
-    return {"seconds": time.perf_counter() - t, "cpu_s": _cpu_s() - c0, "tiles": len(chips)}
+    return {"seconds": time.perf_counter() - t, "cpu_s": _cpu_s() - cpu0, "tiles": len(chips)}
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -278,6 +279,9 @@ def main() -> None:
     ap.add_argument("--backends", nargs="+", default=["eager", "channels-last", "onnx", "onnx-int8", "bf16"])
     ap.add_argument(
         "--before-engine", default="", help="an older copy of raster/predict.py to time beside the current one"
+    )
+    ap.add_argument(
+        "--before-backends", nargs="+", default=["eager", "channels-last", "onnx"], help="backends timed with it"
     )
     ap.add_argument("--no-cuda", action="store_true", help="skip the GPU rows even where CUDA is available")
     ap.add_argument("--skip-torchgeo", action="store_true")
@@ -343,7 +347,7 @@ def main() -> None:
                 plan.append(
                     (f"predict[{tag}]", size, ["predict", str(ckpt), str(src), str(out), be, dev, ""])
                 )
-                if a.before_engine and dev == "cpu" and be in ("eager", "channels-last", "onnx"):
+                if a.before_engine and dev == "cpu" and be in a.before_backends:
                     plan.append(
                         (
                             f"before[{tag}]",
@@ -359,8 +363,8 @@ def main() -> None:
                             ["bare", str(ckpt), str(size), be, str(a.bare_max_batches), str(src), dev],
                         )
                     )
-        if main_size and not a.skip_torchgeo:
-            plan.append(("torchgeo", size, ["torchgeo", str(ckpt), str(src), str(a.out / f"tg_{size}.tif")]))
+        if main_size and not a.skip_torchgeo:  # first: the reference of every "vs TorchGeo" ratio
+            plan.insert(0, ("torchgeo", size, ["torchgeo", str(ckpt), str(src), str(a.out / f"tg_{size}.tif")]))
     # repeats are interleaved (A B C A B C ...) so that load changes on a shared machine hit every run alike;
     # the fastest repeat is kept (and the largest peak RSS)
     best: dict[tuple[str, int], dict] = {}

@@ -1,7 +1,7 @@
 """The onnx-int8 and bf16 backends: agreement with eager, calibration cache, CLI option, Dask path.
 
 Tolerance of ``onnx-int8`` against ``eager`` (stated in docs/performance.md): on a small seeded CNN, the mean absolute
-difference is at most 1 % of the eager map's value range and the 99th percentile at most 4 %; ``bf16`` (autocast)
+difference is at most 0.5 % of the eager map's value range and the 99th percentile at most 2 %; ``bf16`` (autocast)
 stays within 2 % / 6 %. Quantisation is lossy, so a few pixels may differ more; the map as a whole may not.
 """
 
@@ -27,18 +27,19 @@ pytest.importorskip("onnxruntime")
 TRANSFORM = from_origin(500000, 7000000, 10, 10)
 
 
-class SmallCNN(nn.Sequential):
-    """Three 3x3 convolutions with ReLU and a batch norm: the layer kinds a U-Net quantises."""
+def small_cnn(c_in: int = 4) -> nn.Sequential:
+    """Three 3x3 convolutions with ReLU and a batch norm: the layer kinds a U-Net quantises.
 
-    def __init__(self, c_in: int = 4):
-        super().__init__(
-            nn.Conv2d(c_in, 16, 3, padding=1),
-            nn.BatchNorm2d(16),
-            nn.ReLU(),
-            nn.Conv2d(16, 16, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(16, 1, 3, padding=1),
-        )
+    A plain ``nn.Sequential`` (no class defined here), so Dask workers can unpickle it.
+    """
+    return nn.Sequential(
+        nn.Conv2d(c_in, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 1, 3, padding=1),
+    )
 
 
 def _smooth_stack(path, bands=4, size=160, seed=0, nodata=None):
@@ -57,7 +58,7 @@ def _smooth_stack(path, bands=4, size=160, seed=0, nodata=None):
 @pytest.fixture
 def model():
     torch.manual_seed(0)
-    m = SmallCNN()
+    m = small_cnn()
     m.eval()
     return m
 
@@ -90,7 +91,7 @@ def test_onnx_int8_agrees_with_eager_and_is_cached(model, tmp_path):
     ok = eager != nd
     assert (int8 == nd).sum() == (~ok).sum() and (int8[~ok] == nd).all(), "nodata kept"
     mean_d, p99 = _agreement(eager, int8, ok)
-    assert mean_d <= 0.01 and p99 <= 0.04, (mean_d, p99)
+    assert mean_d <= 0.005 and p99 <= 0.02, (mean_d, p99)
     assert not np.array_equal(eager, int8), "the int8 graph really ran"
     q = tmp_path / "m.int8.onnx"
     stamp = json.loads((tmp_path / "m.int8.onnx.json").read_text())
