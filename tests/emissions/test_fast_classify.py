@@ -165,3 +165,14 @@ def test_head_member(small_tax, small_dir, st_model, emb_cache, tmp_path):
     np.testing.assert_allclose(np.exp(s).sum(1), 1.0, rtol=1e-4)
     with_head.save(tmp_path / "m")
     assert (tmp_path / "m" / "naics_head.npz").exists()
+
+
+def test_taxonomy_records_cached(small_dir, tmp_path, monkeypatch):
+    from terracarbon.emissions.naics import load_naics
+
+    monkeypatch.setenv("TERRACARBON_CACHE", str(tmp_path))
+    a = load_naics(small_dir / "2017_NAICS_Descriptions.csv")
+    files = list((tmp_path / "emissions" / "taxonomy").glob("records-*.json"))
+    assert len(files) == 1
+    b = load_naics(small_dir / "2017_NAICS_Descriptions.csv")  # from the cached records
+    assert b.fingerprint() == a.fingerprint() and b.codes(6) == a.codes(6)

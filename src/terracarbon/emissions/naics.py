@@ -414,6 +414,51 @@ def _find_in_dir(folder: Path, year: int) -> list[Path]:
     return descs + trees
 
 
+def _cached_records(files: Sequence[Path]) -> list[tuple[str, str, str]]:
+    """Records of the given Census files, parsed once and cached as JSON in the user cache.
+
+    Keyed by each file's resolved path, size and modification time: reading the official ``.xlsx`` files with
+    openpyxl costs seconds, the cached JSON tens of milliseconds (this is most of a one-description CLI call's
+    start-up otherwise). An unreadable or stale cache entry is simply re-parsed.
+    """
+    import json
+
+    parts = []
+    for f in files:
+        f = Path(f)
+        try:
+            st = f.stat()
+            parts.append(f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            parts = []
+            break
+    cache_file = None
+    if parts:
+        key = hashlib.sha256("\x1e".join(parts).encode()).hexdigest()[:16]
+        cache_file = cache_dir() / "taxonomy" / f"records-{key}.json"
+        if cache_file.exists():
+            try:
+                return [tuple(r) for r in json.loads(cache_file.read_text(encoding="utf-8"))]
+            except (OSError, ValueError):
+                pass
+    records: list[tuple[str, str, str]] = []
+    for f in files:
+        records.extend(_records_from_file(Path(f)))
+    if cache_file is not None:
+        try:
+            from terracarbon.utils import atomic_write_text
+
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            def _s(x) -> str:  # NaN / None mean "empty" to from_records, so they are stored as ""
+                return "" if x is None or (isinstance(x, float) and x != x) else str(x)
+
+            clean = [[_s(c), _s(t), _s(d)] for c, t, d in records]
+            atomic_write_text(cache_file, json.dumps(clean))
+        except OSError:
+            pass
+    return records
+
+
 def load_naics(
     path: str | Path | Sequence[str | Path] | None = None,
     *,
@@ -447,9 +492,7 @@ def load_naics(
             files = [p]
     else:
         files = [Path(x) for x in path]
-    records: list[tuple[str, str, str]] = []
-    for f in files:
-        records.extend(_records_from_file(f))
+    records = _cached_records(files)
     return NaicsTaxonomy.from_records(
         records, year=year, sources=[str(f) for f in files], source_name=str(files[0]) if files else None
     )
