@@ -44,10 +44,9 @@ def _rss_mb() -> float:
 
 
 def _terratorch_task():
+    import terratorch  # noqa: F401  (sets float32 matmul precision to "medium")
     import torch
     import yaml
-
-    import terratorch  # noqa: F401  (sets float32 matmul precision to "medium")
     from terratorch.tasks import PixelwiseRegressionTask
 
     torch.set_float32_matmul_precision("highest")
