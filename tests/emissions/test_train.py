@@ -68,10 +68,17 @@ def test_train_classifier_end_to_end(small_tax, small_dir, tmp_path, emb_cache, 
     p = _pairs(fx.LABELLED, 80, seed=1)
     csv_path = write_labelled_csv(tmp_path / "pairs.csv", list(zip(p.text, p.code)))
     out = tmp_path / "model"
+    xref = tmp_path / "xref.csv"
+    xref.write_text(
+        "Code,Cross-Reference\n"
+        '111110,"Growing sweet corn--are classified in U.S. Industry 111150, Corn Farming;"\n'
+        '327310,"Mixing concrete on site--are classified in Industry 327320, Ready-Mix Concrete Manufacturing."\n'
+    )
     res = train_classifier(
         csv_path,
         out,
         taxonomy=small_tax,
+        cross_references=xref,  # extra fine-tuning pairs and head rows
         epochs=0.1,
         batch_size=8,
         holdout_fraction=0.2,

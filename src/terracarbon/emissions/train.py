@@ -453,7 +453,8 @@ def train_classifier(
     Speed/accuracy options: ``cross_references`` (the Census cross-reference CSV) and ``title_pairs`` add pairs to
     fine-tuning (:func:`training_pairs`); ``hard_fraction`` of the batches hold siblings (hard negatives);
     ``epochs=0`` (or ``max_minutes=0``) skips fine-tuning and keeps the base encoder; ``head`` fits the supervised
-    linear head member (:func:`fit_head`) on the training part; ``xref_examples`` also uses the cross-reference
+    linear head member (:func:`fit_head`) on the training part (plus the cross-reference activities when
+    ``cross_references`` is given); ``xref_examples`` also uses the cross-reference
     activities as kNN/centroid examples; ``backend`` is the encoder that embeds, calibrates and evaluates (the
     one ``classify`` uses by default, so the calibration matches it).
     """
@@ -526,8 +527,15 @@ def train_classifier(
         clf = NaicsClassifier(taxonomy, model=out_dir, examples=examples, backend=backend, threads=threads)
         if head:
             ex_codes = list(clf.examples.code)
+            x_head = np.asarray(clf.x)
+            if cross_references is not None and not xref_examples:
+                # the cross-reference activities also train the head (+0.9 point at 6 digits, RESULTS.md)
+                xr = cross_reference_pairs(cross_references, taxonomy)
+                if len(xr):
+                    x_head = np.concatenate([x_head, clf.embed(xr.text.tolist())])
+                    ex_codes = ex_codes + list(xr.code)
             fitted = fit_head(
-                clf.x, ex_codes, clf.codes[6], init=clf.centroids[6], epochs=head_epochs, seed=seed, threads=threads
+                x_head, ex_codes, clf.codes[6], init=clf.centroids[6], epochs=head_epochs, seed=seed, threads=threads
             )
             clf = NaicsClassifier(
                 taxonomy, model=clf.model, examples=examples, head=fitted, calibration={}
