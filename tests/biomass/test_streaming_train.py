@@ -103,6 +103,7 @@ def test_stack_nodata_is_excluded(nodata_pair):
         assert float(torch.nan_to_num(lab, nan=0.0).max()) < 1e5
 
 
+@pytest.mark.slow
 def test_train_on_pair_records_units_and_excludes_nodata(nodata_pair, tmp_path):
     from terracarbon.biomass.train import train_biomass
     from terracarbon.models.registry import load_checkpoint
