@@ -4,7 +4,7 @@ Batches are ``(images, targets)`` lists as produced by :func:`terracarbon.data.o
 3×H×W in 0–1; targets with ``boxes``, ``labels``, ``masks``). Training minimises the sum of Mask R-CNN's losses
 (RPN objectness + box regression, ROI classification + box regression, mask BCE). Validation and test compute COCO mask
 mAP@[.5:.95] (``val_map``/``test_map``) and mAP@.5 (``val_map_50``/``test_map_50``) with
-:class:`terracarbon.trees.metrics.CrownMAP`.
+:class:`terracarbon.tasks.metrics.CrownMAP`.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class InstanceSegmentationTask(L.LightningModule):
         self.total_steps = total_steps
         self.augment = augment
         self.save_hyperparameters(ignore=["model"])
-        from terracarbon.trees.metrics import CrownMAP
+        from terracarbon.tasks.metrics import CrownMAP
 
         self.val_map = CrownMAP()
         self.test_map = CrownMAP()

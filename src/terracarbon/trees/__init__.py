@@ -3,5 +3,6 @@
 Submodules: :mod:`~terracarbon.trees.synth` (synthetic orthomosaics with known crowns),
 :mod:`~terracarbon.trees.semantic` (U-Net tree cover), :mod:`~terracarbon.trees.instance` (Mask R-CNN crowns),
 :mod:`~terracarbon.trees.predict` (tiled prediction of large orthomosaics, crown merging, AOI summaries),
-:mod:`~terracarbon.trees.cv` (k-fold cross-validation), :mod:`~terracarbon.trees.metrics`.
+:mod:`~terracarbon.trees.cv` (k-fold cross-validation), :mod:`~terracarbon.trees.metrics` (fold summaries; the
+per-batch metrics are in :mod:`terracarbon.tasks.metrics`).
 """

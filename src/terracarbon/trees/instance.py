@@ -115,7 +115,7 @@ def evaluate_instance(
     """COCO mask mAP@[.5:.95] (``map``), mAP@.5 (``map_50``), mAP@.75 and AR@100 of a crown model on a split."""
     from terracarbon.models.crowns import native_resolution
     from terracarbon.models.registry import load_checkpoint
-    from terracarbon.trees.metrics import CrownMAP
+    from terracarbon.tasks.metrics import CrownMAP
     from terracarbon.utils import progress as progress_bar
 
     model = checkpoint if isinstance(checkpoint, torch.nn.Module) else load_checkpoint(checkpoint)[0]

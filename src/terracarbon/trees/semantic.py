@@ -4,7 +4,7 @@ The model is any registry segmentation model with 2 output classes (default: smp
 scratch), trained with :class:`terracarbon.tasks.segmentation.SegmentationTask` on random ``patch_size`` crops of the
 tiles (the paper trains U-Net/SegFormer on 1024 px crops of the 2048 px tiles), with flips and 90° rotations. Pixels
 under ``tree`` or ``canopy`` annotations are tree cover. Metrics — IoU, F1, precision, recall (and accuracy) of the
-tree class — come from :class:`terracarbon.trees.metrics.BinaryCoverMetrics` over whole tiles.
+tree class — come from :class:`terracarbon.tasks.metrics.BinaryCoverMetrics` over whole tiles.
 
 Checkpoints are ``terracarbon-model/1`` files with ``meta["task"] == "segmentation"`` and 8-bit RGB normalisation,
 so :func:`terracarbon.models.registry.predictor_from_checkpoint` / the tiled engine predict them on any orthomosaic.
@@ -140,7 +140,7 @@ def evaluate_semantic(
 ) -> dict[str, Any]:
     """Tree-class IoU, F1, precision, recall and accuracy of a tree-cover model on a split of an OAM-TCD export."""
     from terracarbon.models.registry import load_checkpoint
-    from terracarbon.trees.metrics import BinaryCoverMetrics
+    from terracarbon.tasks.metrics import BinaryCoverMetrics
     from terracarbon.utils import progress as progress_bar
 
     model = checkpoint if isinstance(checkpoint, torch.nn.Module) else load_checkpoint(checkpoint)[0]
