@@ -65,76 +65,6 @@ def synth(
             console.print(f"  {name:7s} {p}")
 
 
-@app.command("stack")
-@handle_errors
-def stack(
-    s2: list[Path] = typer.Option(
-        [], "--s2", help="Sentinel-2 L2A input: STAC item .json, SAFE folder or band folder (repeat for a median)."
-    ),
-    hls: list[Path] = typer.Option([], "--hls", help="HLS v2.0 S30/L30 granule folder (HLS.*.B02.tif + Fmask)."),
-    bands: str | None = typer.Option(
-        None, help="Optical bands in output order, e.g. B02,B03,B04,B08 or BLUE,GREEN,RED,NIR_NARROW,SWIR_1,SWIR_2."
-    ),
-    layer: list[str] = typer.Option(
-        [], "--layer", help="Extra layer NAME=FILE (e.g. CH=canopy_height.tif; HH,HV=palsar.tif for two bands)."
-    ),
-    like: Path | None = typer.Option(None, "--like", help="Target grid: copy this raster's CRS, transform, size."),
-    aoi: Path | None = typer.Option(None, "--aoi", help="Target grid: cover this AOI vector (needs --crs, --resolution)."),
-    bounds: str | None = typer.Option(None, help="Target grid: LEFT,BOTTOM,RIGHT,TOP in --crs (needs --resolution)."),
-    crs: str | None = typer.Option(None, "--crs", help="Target CRS, e.g. EPSG:32629."),
-    resolution: float | None = typer.Option(None, "--resolution", help="Target pixel size in CRS units (m)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output stack: .tif (cloud-optimised GeoTIFF) or .vrt."),
-    assets: Path | None = typer.Option(None, "--assets", help="Folder holding a STAC item's asset files."),
-    scl: str | None = typer.Option(None, help="SCL classes to mask, e.g. 0,1,3,8,9,10 (default); 'none' masks none."),
-    fmask_bits: str | None = typer.Option(None, help="HLS Fmask bits to mask (default 1,2,3: cloud, adjacent, shadow)."),
-    boa_offset: float | None = typer.Option(None, help="Override the BOA offset in DN (e.g. -1000 or 0)."),
-    resampling: str = typer.Option("bilinear", help="Resampling of optical bands (bilinear, nearest, cubic, average)."),
-    layer_resampling: list[str] = typer.Option([], help="Per-layer resampling NAME=METHOD (e.g. DEM=bilinear)."),
-    units: str = typer.Option("reflectance", help="reflectance (0-1) or reflectance_x10000 (HLS-trained models)."),
-) -> None:
-    """Build the predictor stack on one grid: S2 L2A / HLS reflectance (clouds nodata) + layers, bands named."""
-    from terracarbon.data.sentinel2 import parse_band_list
-    from terracarbon.data.stack import build_stack, parse_layers
-
-    def ints(text: str | None) -> list[int] | None:
-        if text is None:
-            return None
-        return [] if text.strip().lower() == "none" else [int(v) for v in text.split(",") if v.strip()]
-
-    res = build_stack(
-        list(s2),
-        hls=list(hls),
-        out=out,
-        like=like,
-        aoi=aoi,
-        bounds=None if bounds is None else [float(v) for v in bounds.split(",")],
-        crs=crs,
-        resolution=resolution,
-        bands=parse_band_list(bands),
-        layers=layer,
-        assets_dir=assets,
-        scl_classes=ints(scl),
-        fmask_bits=ints(fmask_bits),
-        boa_offset=boa_offset,
-        resampling=resampling,
-        layer_resampling={k: str(v) for k, v in parse_layers(layer_resampling).items()},
-        units=units,
-    )
-    import rasterio
-
-    with rasterio.open(res) as ds:
-        print_table(
-            f"stack -> {res}",
-            {
-                "bands": ", ".join(d or "" for d in ds.descriptions),
-                "size (px)": f"{ds.width} x {ds.height}",
-                "CRS": str(ds.crs),
-                "pixel size": f"{ds.res[0]:g}",
-                "units": ds.tags().get("TERRACARBON_UNITS", ""),
-            },
-        )
-
-
 def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
     if not text:
         return None
@@ -218,3 +148,73 @@ def labels(
             "footprint": res.tags["footprint"],
         },
     )
+
+
+@app.command("stack")
+@handle_errors
+def stack(
+    s2: list[Path] = typer.Option(
+        [], "--s2", help="Sentinel-2 L2A input: STAC item .json, SAFE folder or band folder (repeat for a median)."
+    ),
+    hls: list[Path] = typer.Option([], "--hls", help="HLS v2.0 S30/L30 granule folder (HLS.*.B02.tif + Fmask)."),
+    bands: str | None = typer.Option(
+        None, help="Optical bands in output order, e.g. B02,B03,B04,B08 or BLUE,GREEN,RED,NIR_NARROW,SWIR_1,SWIR_2."
+    ),
+    layer: list[str] = typer.Option(
+        [], "--layer", help="Extra layer NAME=FILE (e.g. CH=canopy_height.tif; HH,HV=palsar.tif for two bands)."
+    ),
+    like: Path | None = typer.Option(None, "--like", help="Target grid: copy this raster's CRS, transform, size."),
+    aoi: Path | None = typer.Option(None, "--aoi", help="Target grid: cover this AOI vector (needs --crs, --resolution)."),
+    bounds: str | None = typer.Option(None, help="Target grid: LEFT,BOTTOM,RIGHT,TOP in --crs (needs --resolution)."),
+    crs: str | None = typer.Option(None, "--crs", help="Target CRS, e.g. EPSG:32629."),
+    resolution: float | None = typer.Option(None, "--resolution", help="Target pixel size in CRS units (m)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output stack: .tif (cloud-optimised GeoTIFF) or .vrt."),
+    assets: Path | None = typer.Option(None, "--assets", help="Folder holding a STAC item's asset files."),
+    scl: str | None = typer.Option(None, help="SCL classes to mask, e.g. 0,1,3,8,9,10 (default); 'none' masks none."),
+    fmask_bits: str | None = typer.Option(None, help="HLS Fmask bits to mask (default 1,2,3: cloud, adjacent, shadow)."),
+    boa_offset: float | None = typer.Option(None, help="Override the BOA offset in DN (e.g. -1000 or 0)."),
+    resampling: str = typer.Option("bilinear", help="Resampling of optical bands (bilinear, nearest, cubic, average)."),
+    layer_resampling: list[str] = typer.Option([], help="Per-layer resampling NAME=METHOD (e.g. DEM=bilinear)."),
+    units: str = typer.Option("reflectance", help="reflectance (0-1) or reflectance_x10000 (HLS-trained models)."),
+) -> None:
+    """Build the predictor stack on one grid: S2 L2A / HLS reflectance (clouds nodata) + layers, bands named."""
+    from terracarbon.data.sentinel2 import parse_band_list
+    from terracarbon.data.stack import build_stack, parse_layers
+
+    def ints(text: str | None) -> list[int] | None:
+        if text is None:
+            return None
+        return [] if text.strip().lower() == "none" else [int(v) for v in text.split(",") if v.strip()]
+
+    res = build_stack(
+        list(s2),
+        hls=list(hls),
+        out=out,
+        like=like,
+        aoi=aoi,
+        bounds=None if bounds is None else [float(v) for v in bounds.split(",")],
+        crs=crs,
+        resolution=resolution,
+        bands=parse_band_list(bands),
+        layers=layer,
+        assets_dir=assets,
+        scl_classes=ints(scl),
+        fmask_bits=ints(fmask_bits),
+        boa_offset=boa_offset,
+        resampling=resampling,
+        layer_resampling={k: str(v) for k, v in parse_layers(layer_resampling).items()},
+        units=units,
+    )
+    import rasterio
+
+    with rasterio.open(res) as ds:
+        print_table(
+            f"stack -> {res}",
+            {
+                "bands": ", ".join(d or "" for d in ds.descriptions),
+                "size (px)": f"{ds.width} x {ds.height}",
+                "CRS": str(ds.crs),
+                "pixel size": f"{ds.res[0]:g}",
+                "units": ds.tags().get("TERRACARBON_UNITS", ""),
+            },
+        )
