@@ -138,7 +138,7 @@ def n_tiles(size: int) -> int:
 def worker_predict(ckpt: Path, src: Path, dst: Path, backend: str, device: str = "cpu", engine: str = "") -> dict:
     import importlib.util
 
-    from terracarbon.models.registry import predictor_from_checkpoint
+    from terracarbon.raster.checkpoint import predictor_from_checkpoint
 
     if engine:  # an older copy of the engine module, for a before/after comparison
         spec = importlib.util.spec_from_file_location("terracarbon_engine_before", engine)
@@ -173,7 +173,7 @@ def worker_bare(
 ) -> dict:
     import numpy as np
 
-    from terracarbon.models.registry import predictor_from_checkpoint
+    from terracarbon.raster.checkpoint import predictor_from_checkpoint
     from terracarbon.raster.predict import _Runner
 
     predictor = predictor_from_checkpoint(ckpt)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 def main() -> None:
     import terracarbon.raster.predict as engine
-    from terracarbon.models.registry import predictor_from_checkpoint
+    from terracarbon.raster.checkpoint import predictor_from_checkpoint
 
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     ckpt, src, backend = Path(args[0]), Path(args[1]), args[2]

@@ -36,7 +36,7 @@ def _cpu() -> float:
 def bench_train(out: Path, seed: int) -> dict:
     import torch
 
-    from terracarbon.landcover.synth import make_synthetic_release
+    from terracarbon.data.synthetic.landcover import make_synthetic_release
     from terracarbon.landcover.train import train_landcover
 
     root = make_synthetic_release(out / f"synth-{seed}", n_images=8, size=(256, 256), tile_size=64, seed=seed)
@@ -63,9 +63,9 @@ def bench_train(out: Path, seed: int) -> dict:
 
 def bench_map(out: Path, checkpoint: str) -> dict:
     from terracarbon.data.landcover_ai import write_mask, write_orthophoto
+    from terracarbon.data.synthetic.landcover import render_scene
     from terracarbon.landcover.evaluate import evaluate_map
     from terracarbon.landcover.predict import predict_landcover
-    from terracarbon.landcover.synth import render_scene
 
     rgb, mask = render_scene(512, 512, seed=777)
     img = write_orthophoto(out / "holdout" / "images" / "h.tif", rgb)
@@ -82,7 +82,7 @@ def bench_tiling(out: Path, size: int) -> dict:
     import numpy as np
 
     from terracarbon.data.landcover_ai import split_orthophotos, write_mask, write_orthophoto
-    from terracarbon.landcover.synth import render_scene
+    from terracarbon.data.synthetic.landcover import render_scene
 
     root = out / "tiling"
     rgb, mask = render_scene(size, size, seed=5)
@@ -96,8 +96,8 @@ def bench_tiling(out: Path, size: int) -> dict:
 
 def bench_predict(out: Path, size: int, spec: dict, name: str) -> dict:
     from terracarbon.data.landcover_ai import CLASS_NAMES, COLORMAP, write_orthophoto
+    from terracarbon.data.synthetic.landcover import render_scene
     from terracarbon.landcover.predict import predict_landcover
-    from terracarbon.landcover.synth import render_scene
     from terracarbon.models.registry import build_model, save_checkpoint
 
     src = out / f"ortho-{size}.tif"

@@ -115,7 +115,7 @@ def run_demo(
     from terracarbon.biomass.predict import predict_biomass
     from terracarbon.biomass.train import train_biomass
     from terracarbon.carbon import carbon_stock
-    from terracarbon.data.scenes import make_scene
+    from terracarbon.data.synthetic.scenes import make_scene
     from terracarbon.utils import atomic_write_json
 
     con = console or Console()

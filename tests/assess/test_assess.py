@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from terracarbon.assess import assess, default_models, load_assessment
 from terracarbon.assess.models import classify_checkpoint, layer_name
 from terracarbon.carbon import carbon_stock
-from terracarbon.data.scenes import BANDS, make_scene
+from terracarbon.data.synthetic.scenes import BANDS, make_scene
 from terracarbon.errors import ConfigError, InputError
 from terracarbon.models.registry import register_arch, save_checkpoint
 from terracarbon.raster.io import write_geotiff

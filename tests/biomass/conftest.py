@@ -20,7 +20,7 @@ CI_TRAIN = {
 
 @pytest.fixture(scope="session")
 def scenes(tmp_path_factory):
-    from terracarbon.data.scenes import make_scene
+    from terracarbon.data.synthetic.scenes import make_scene
 
     root = tmp_path_factory.mktemp("biomass-scenes")
     train = make_scene(root / "train", size=SCENE_SIZE, seed=0)
@@ -45,7 +45,7 @@ def tiny_checkpoint(tmp_path_factory):
     """An untrained tiny U-Net checkpoint for 12 bands (fast engine/CLI tests)."""
     import torch
 
-    from terracarbon.data.scenes import BANDS
+    from terracarbon.data.synthetic.scenes import BANDS
     from terracarbon.models.registry import build_model, save_checkpoint
 
     torch.manual_seed(0)

@@ -167,3 +167,29 @@ def test_cli_evaluate_and_baseline(trained, scenes, tmp_path):
     m = json.loads((tmp_path / "rf" / "metrics.json").read_text())
     assert m["n"] == rep["n"] and m["rmse"] > 0
     assert (tmp_path / "rf" / "rf.joblib").exists()
+
+
+def test_second_run_on_the_same_output_stops_naming_the_first(tiny_checkpoint, scenes, tmp_path):
+    """Two `biomass predict` runs writing one map: the second stops at once (exit 2, one line naming the live
+    process); once that process is gone its lock is stale and a new run takes it over and finishes."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "same.tif"
+    lock = tmp_path / ".same.tif.lock"
+    first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    args = ["biomass", "predict", "--checkpoint", str(tiny_checkpoint), str(scenes[0].stack), str(out),
+            "--tile-size", "64", "--overlap", "16"]
+    try:
+        lock.write_text(json.dumps({"pid": first.pid, "host": os.uname().nodename, "cmd": "terracarbon biomass predict"}))
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 2, r.output
+        assert f"process {first.pid}" in r.output and "same.tif" in r.output
+        assert "Traceback" not in r.output and not out.exists()
+    finally:
+        first.kill()
+        first.wait()
+    r = CliRunner().invoke(app, args)  # the owner is dead: stale lock taken over
+    assert r.exit_code == 0, r.output
+    assert out.exists() and not lock.exists()

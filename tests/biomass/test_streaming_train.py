@@ -23,7 +23,7 @@ FAST = {"epochs": 1, "samples_per_epoch": 16, "batch_size": 8, "patch_size": 32,
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    from terracarbon.data.scenes import make_scene
+    from terracarbon.data.synthetic.scenes import make_scene
 
     return make_scene(tmp_path_factory.mktemp("stream") / "s", size=160, seed=4, nodata_fraction=0.1)
 

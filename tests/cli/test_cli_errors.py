@@ -21,7 +21,7 @@ def _boom(*args, **kwargs):
 
 @pytest.fixture
 def failing_synth(monkeypatch):
-    import terracarbon.data.scenes as scenes
+    import terracarbon.data.synthetic.scenes as scenes
 
     monkeypatch.setattr(scenes, "make_scene", _boom)
 
@@ -53,7 +53,7 @@ def test_debug_shows_the_traceback(failing_synth, tmp_path, capsys, monkeypatch,
 
 
 def test_input_errors_stay_exit_2(monkeypatch, tmp_path, capsys):
-    import terracarbon.data.scenes as scenes
+    import terracarbon.data.synthetic.scenes as scenes
 
     def bad(*a, **k):
         raise InputError(tmp_path / "x.tif", "is truncated")

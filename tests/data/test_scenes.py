@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from terracarbon.data.scenes import BANDS, LC_CLASSES, Scene, agb_allometry, make_scene
+from terracarbon.data.synthetic.scenes import BANDS, LC_CLASSES, Scene, agb_allometry, make_scene
 from terracarbon.errors import ConfigError, InputError
 
 

@@ -16,7 +16,7 @@ MINI = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 4, 8], "win
 
 
 def test_compare_writes_table_csv_and_plot(tmp_path):
-    from terracarbon.data.scenes import make_scene
+    from terracarbon.data.synthetic.scenes import make_scene
 
     train = [make_scene(tmp_path / "s" / "train0", size=64, seed=0, label_fraction=0.05)]
     val = [make_scene(tmp_path / "s" / "val0", size=64, seed=4, label_fraction=0.05)]
@@ -53,7 +53,7 @@ def test_compare_writes_table_csv_and_plot(tmp_path):
 
 
 def test_subsample_labels_keeps_k_percent_with_validation_footprints(tmp_path):
-    from terracarbon.data.scenes import make_scene
+    from terracarbon.data.synthetic.scenes import make_scene
 
     sc = make_scene(tmp_path / "s", size=128, seed=3)
     with rasterio.open(sc.labels) as ds:
@@ -73,7 +73,7 @@ def test_subsample_labels_keeps_k_percent_with_validation_footprints(tmp_path):
 
 def test_train_biomass_band_norm_must_match_the_bands(tmp_path):
     from terracarbon.biomass.train import train_biomass
-    from terracarbon.data.scenes import make_scene
+    from terracarbon.data.synthetic.scenes import make_scene
 
     sc = make_scene(tmp_path / "s", size=64, seed=0)
     with pytest.raises(ConfigError, match="band_norm has 2/2 values for 12 bands"):

@@ -33,7 +33,7 @@ def single_thread():
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
-    from terracarbon.landcover.synth import make_synthetic_release
+    from terracarbon.data.synthetic.landcover import make_synthetic_release
 
     return make_synthetic_release(
         tmp_path_factory.mktemp("lc_synth"), n_images=8, size=(256, 256), tile_size=64, seed=0
@@ -59,7 +59,7 @@ def trained(synthetic_root, tmp_path_factory):
 def holdout_scene(tmp_path_factory):
     """A whole synthetic orthophoto (not tiled, unseen seed) with its reference mask, EPSG:2180, 25 cm."""
     from terracarbon.data.landcover_ai import write_mask, write_orthophoto
-    from terracarbon.landcover.synth import render_scene
+    from terracarbon.data.synthetic.landcover import render_scene
 
     d = tmp_path_factory.mktemp("lc_holdout")
     rgb, mask = render_scene(200, 264, seed=12345)

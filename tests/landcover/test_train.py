@@ -73,7 +73,7 @@ def test_evaluate_checkpoint_matches_training_metrics(trained, synthetic_root, s
 
 
 def test_deeplabv3plus_trains_and_exports(tmp_path, single_thread):
-    from terracarbon.landcover.synth import make_synthetic_release
+    from terracarbon.data.synthetic.landcover import make_synthetic_release
     from terracarbon.landcover.train import train_landcover
     from terracarbon.models.registry import load_checkpoint
 

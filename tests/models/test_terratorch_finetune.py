@@ -69,7 +69,7 @@ def _hls_scene(src: Path, dst: Path) -> Path:
 
 def test_finetune_imported_granite_layout_frozen(tmp_path):
     from terracarbon.cli import app
-    from terracarbon.data.scenes import make_scene
+    from terracarbon.data.synthetic.scenes import make_scene
     from terracarbon.models.registry import build_model, count_parameters, load_checkpoint
     from terracarbon.models.terratorch_import import import_terratorch, read_terratorch_config
 

@@ -9,16 +9,14 @@ from rasterio.transform import from_origin
 
 from terracarbon.biomass.predict import predict_biomass
 from terracarbon.errors import InputError
-from terracarbon.models.registry import (
+from terracarbon.models.registry import build_model, register_arch, save_checkpoint
+from terracarbon.raster.checkpoint import (
     UnitsWarning,
-    build_model,
+    predict_checkpoint,
     predictor_from_checkpoint,
-    register_arch,
     resolve_in_bands,
-    save_checkpoint,
 )
 from terracarbon.raster.io import write_geotiff
-from terracarbon.raster.predict import predict_checkpoint
 
 BANDS = ["B02", "B04", "B8A"]
 SPEC = {"arch": "test_tiny_conv", "in_channels": 3}

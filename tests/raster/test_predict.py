@@ -10,12 +10,8 @@ from rasterio.transform import from_origin
 from torch import nn
 
 from terracarbon.errors import ConfigError, InputError
-from terracarbon.models.registry import (
-    build_model,
-    load_checkpoint,
-    predictor_from_checkpoint,
-    save_checkpoint,
-)
+from terracarbon.models.registry import build_model, load_checkpoint, save_checkpoint
+from terracarbon.raster.checkpoint import predictor_from_checkpoint
 from terracarbon.raster.io import open_raster, write_geotiff
 from terracarbon.raster.predict import TileGrid, TilePredictor, predict_raster
 

@@ -10,7 +10,7 @@ import torch
 @pytest.fixture(scope="session")
 def tcd_root(tmp_path_factory):
     """Synthetic OAM-TCD export: 20 tiles of 128 px (4 holdout test, 16 train in 5 folds)."""
-    from terracarbon.trees.synth import make_synthetic_tcd
+    from terracarbon.data.synthetic.trees import make_synthetic_tcd
 
     root = tmp_path_factory.mktemp("oam_tcd")
     return make_synthetic_tcd(root, n_images=20, size=128, seed=0, n_trees=(5, 9), n_groups=(0, 1))

@@ -25,7 +25,7 @@ TINY_UNET = json.dumps(
 
 
 def test_cv_reports_mean_and_std(tmp_path):
-    from terracarbon.trees.synth import make_synthetic_tcd
+    from terracarbon.data.synthetic.trees import make_synthetic_tcd
 
     tiny = make_synthetic_tcd(tmp_path / "tcd64", n_images=10, size=64, n_trees=(2, 4), seed=1)
     res = runner.invoke(

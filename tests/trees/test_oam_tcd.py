@@ -108,7 +108,7 @@ def test_folds_partition_the_training_split(tcd_root):
 
 def test_synthetic_masks_agree_with_the_rendered_crowns(tmp_path):
     """Reader masks == the masks the synthetic generator painted (polygons for trees, RLE for canopy)."""
-    from terracarbon.trees.synth import render_tile
+    from terracarbon.data.synthetic.trees import render_tile
 
     img, crowns, masks = render_tile(96, 96, n_trees=5, n_groups=1, seed=3)
     anns = [

@@ -8,6 +8,7 @@ import pytest
 import rasterio
 from shapely.geometry import Polygon, box
 
+from terracarbon.data.synthetic.trees import Crown, make_orthomosaic
 from terracarbon.errors import ConfigError, InputError
 from terracarbon.trees.predict import (
     merge_crowns,
@@ -16,7 +17,6 @@ from terracarbon.trees.predict import (
     tree_cover_summary,
     write_crowns,
 )
-from terracarbon.trees.synth import Crown, make_orthomosaic
 
 CRS = "EPSG:32632"
 X0, Y0, RES = 500_000.0, 5_200_000.0, 0.1

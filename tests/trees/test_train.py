@@ -48,8 +48,8 @@ def test_instance_model_reaches_map50_05(instance_run, tcd_root):
 @pytest.mark.slow
 def test_predict_trees_on_orthomosaic(semantic_run, instance_run, tmp_path):
     """Both models through the tiled paths on a 256 px orthomosaic: canopy GeoTIFF, crowns GeoPackage, summary."""
+    from terracarbon.data.synthetic.trees import make_orthomosaic
     from terracarbon.trees.predict import predict_trees
-    from terracarbon.trees.synth import make_orthomosaic
 
     ortho = make_orthomosaic(tmp_path / "ortho.tif", height=256, seed=11, crs="EPSG:32633")
     summary = predict_trees(

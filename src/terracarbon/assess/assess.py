@@ -1,6 +1,6 @@
 """One call that tells what a site holds: biomass, carbon stock, land cover, tree cover, and what computing it cost.
 
-:func:`assess` runs the available models over a scene folder (as :func:`terracarbon.data.scenes.make_scene` writes
+:func:`assess` runs the available models over a scene folder (as :func:`terracarbon.data.synthetic.scenes.make_scene` writes
 it: ``stack.tif``, ``aoi.geojson``, ``scene.json`` ...) through the shared tiled engine
 (:func:`terracarbon.raster.predict.predict_raster`, optionally on a Dask cluster), then computes inside the AOI — and
 per polygon when the AOI holds several (e.g. parcels):

@@ -107,7 +107,7 @@ def _predict_layer(
     backend,
     progress,
 ) -> dict[str, Any]:
-    from terracarbon.models.registry import predictor_from_checkpoint
+    from terracarbon.raster.checkpoint import predictor_from_checkpoint
     from terracarbon.raster.predict import predict_raster
 
     if layer == "biomass" and meta.get("task", "regression") != "regression":
@@ -212,7 +212,7 @@ def _layer_entry(path: Path, run_dir: Path, layer: str, **extra: Any) -> dict[st
 
 
 def _derive_layer(layer: str, stack: Path, layers_dir: Path, tree_height_m: float) -> dict[str, Any] | None:
-    from terracarbon.data.scenes import LC_CLASSES
+    from terracarbon.data.synthetic.scenes import LC_CLASSES
 
     t0 = time.perf_counter()
     if layer == "landcover":

@@ -797,7 +797,8 @@ def predict_agbd(
 
     import rasterio
 
-    from terracarbon.models.registry import load_checkpoint, predictor_from_loaded
+    from terracarbon.models.registry import load_checkpoint
+    from terracarbon.raster.checkpoint import predictor_from_loaded
     from terracarbon.raster.predict import predict_raster
 
     src, dst, checkpoint = Path(src), Path(dst), Path(checkpoint)

@@ -1,9 +1,9 @@
 """Patch datasets over scene stacks with sparse biomass labels.
 
 A *scene* is a co-registered pair of GeoTIFFs: a multi-band predictor ``stack`` (e.g. the 12-band synthetic stack of
-:mod:`terracarbon.data.scenes`: Sentinel-2, PALSAR, canopy height, DEM, land cover) and a one-band ``labels`` raster
+:mod:`terracarbon.data.synthetic.scenes`: Sentinel-2, PALSAR, canopy height, DEM, land cover) and a one-band ``labels`` raster
 holding GEDI-like AGB labels in Mg/ha, NaN (or nodata) where there is no footprint. Scenes are given as
-:class:`terracarbon.data.scenes.Scene` objects, as scene folders (``stack.tif`` + ``labels.tif``), or as
+:class:`terracarbon.data.synthetic.scenes.Scene` objects, as scene folders (``stack.tif`` + ``labels.tif``), or as
 ``(stack_path, labels_path)`` pairs.
 
 Two ways to hold a scene, both accepted by the datasets below:

@@ -17,9 +17,9 @@ def check_bands(checkpoint_meta: dict[str, Any], src: Path) -> list[int] | None:
 
     Bands are selected by name from the stack's band descriptions (any order, extra bands ignored); a stack without
     descriptions must hold exactly the model's bands in its order
-    (:func:`terracarbon.models.registry.resolve_in_bands`).
+    (:func:`terracarbon.raster.checkpoint.resolve_in_bands`).
     """
-    from terracarbon.models.registry import resolve_in_bands
+    from terracarbon.raster.checkpoint import resolve_in_bands
 
     return resolve_in_bands(checkpoint_meta, src)
 
@@ -43,7 +43,7 @@ def predict_biomass(
 ) -> Path:
     """Write an AGB map (Mg/ha, float32, nodata -9999, cloud-optimised GeoTIFF) for ``src`` with ``checkpoint``.
 
-    Uses :func:`terracarbon.models.registry.predictor_from_checkpoint` and
+    Uses :func:`terracarbon.raster.checkpoint.predictor_from_checkpoint` and
     :func:`terracarbon.raster.predict.predict_raster` (overlapping tiles blended without seams, bounded memory,
     atomic output, resume after a kill). ``backend`` is ``"eager"``, ``"channels-last"`` or ``"onnx"``.
     ``on_strip(rows_done, n_rows)`` is called after each finished strip of tiles. With ``track`` the run's energy
@@ -91,7 +91,7 @@ def _predict(
     track,
     run_dir,
 ) -> Path:
-    from terracarbon.raster.predict import predict_checkpoint
+    from terracarbon.raster.checkpoint import predict_checkpoint
 
     src, dst, checkpoint = Path(src), Path(dst), Path(checkpoint)
 

@@ -1,6 +1,6 @@
 """Train a biomass (AGB) regression model on scenes with sparse GEDI-like labels.
 
->>> from terracarbon.data.scenes import make_scene
+>>> from terracarbon.data.synthetic.scenes import make_scene
 >>> from terracarbon.biomass.train import train_biomass
 >>> res = train_biomass([make_scene("s0", seed=0)], test_scenes=[make_scene("s1", seed=1)], epochs=10, out_dir="run")
 >>> res.metrics["rmse"], res.checkpoint

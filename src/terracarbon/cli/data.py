@@ -25,7 +25,7 @@ def synth(
     as_json: bool = typer.Option(False, "--json", help="Print scene.json instead of a table."),
 ) -> None:
     """Generate a synthetic scene (12-band stack, true AGB, sparse GEDI-like labels, AOI) and print its noise floor."""
-    from terracarbon.data.scenes import make_scene
+    from terracarbon.data.synthetic.scenes import make_scene
 
     with console.status(f"generating {size}x{size} scene (seed {seed}, region {region})"):
         scene = make_scene(

@@ -186,7 +186,7 @@ def compare(
     from terracarbon.gfm.compare import compare_models
 
     if not train or not test:
-        from terracarbon.data.scenes import make_scene
+        from terracarbon.data.synthetic.scenes import make_scene
 
         with console.status("generating synthetic scenes"):
             train = [

@@ -54,7 +54,7 @@ def synth(
     seed: int = typer.Option(0),
 ) -> None:
     """Write synthetic aerial scenes with known classes as a LandCover.ai look-alike (images, masks, tiles, splits)."""
-    from terracarbon.landcover.synth import make_synthetic_release
+    from terracarbon.data.synthetic.landcover import make_synthetic_release
 
     root = make_synthetic_release(out, n_images=n_images, size=(size, size), tile_size=tile_size, seed=seed)
     counts = {s: len((root / f"{s}.txt").read_text().split()) for s in ("train", "val", "test")}

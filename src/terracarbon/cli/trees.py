@@ -275,7 +275,7 @@ def synth(
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
     """Write synthetic data with known crowns: an OAM-TCD look-alike export, or (OUT ends in .tif) an orthomosaic."""
-    from terracarbon.trees.synth import make_orthomosaic, make_synthetic_tcd
+    from terracarbon.data.synthetic.trees import make_orthomosaic, make_synthetic_tcd
 
     if out.suffix.lower() in (".tif", ".tiff"):
         o = make_orthomosaic(out, height=size, n_groups=max(1, size // 512), seed=seed)

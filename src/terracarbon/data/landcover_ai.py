@@ -575,10 +575,10 @@ def write_lookalike_release(
     ``resolutions`` is given), EPSG:2180; masks; then the official tiling
     (:func:`split_orthophotos` with ``target_size``) and the split lists.
     ``scene_fn(height, width, seed) -> (rgb 3xHxW uint8, mask HxW uint8)`` makes the
-    content (default: :func:`terracarbon.landcover.synth.render_scene`).
+    content (default: :func:`terracarbon.data.synthetic.landcover.render_scene`).
     """
     if scene_fn is None:
-        from terracarbon.landcover.synth import render_scene as scene_fn
+        from terracarbon.data.synthetic.landcover import render_scene as scene_fn
     root = Path(root)
     shapes = list(shapes)
     res = (

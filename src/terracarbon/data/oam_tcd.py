@@ -73,6 +73,10 @@ TREE_CATEGORY_ID = 2
 CANOPY_CATEGORY_ID = 1
 N_FOLDS = 5
 SEMANTIC_CLASSES = ("no_tree", "tree")
+#: band order of the OAM-TCD orthomosaics (8-bit RGB) and the class names / colours of a tree-cover map
+RGB_BANDS = ["red", "green", "blue"]
+TREE_CLASS_NAMES = list(SEMANTIC_CLASSES)
+TREE_COLORMAP = {0: (0, 0, 0, 0), 1: (34, 139, 34, 255)}
 MODES = ("semantic", "instance")
 Window = tuple[int, int, int, int]  # (row, col, height, width) in pixels
 

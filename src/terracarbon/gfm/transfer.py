@@ -1,6 +1,6 @@
 """Eco-region transfer: train on region A, score zero-shot on the others, fine-tune with k % of their labels.
 
-The synthetic scene generator (:func:`terracarbon.data.scenes.make_scene`) has eco-regions (``region=0..3``) whose
+The synthetic scene generator (:func:`terracarbon.data.synthetic.scenes.make_scene`) has eco-regions (``region=0..3``) whose
 allometry (canopy height -> AGB), land-cover mix and sensor offsets differ. :func:`eco_region_transfer`
 
 1. makes ``train_per_region`` training scenes and ``test_per_region`` test scenes per region (or uses the folders you
@@ -64,7 +64,7 @@ def make_region_scenes(
     seed: int = 0,
 ) -> dict[int, dict[str, list[Any]]]:
     """Synthetic scenes per region: ``{region: {"train": [...], "test": [...]}}`` (reused when already on disk)."""
-    from terracarbon.data.scenes import load_scene, make_scene
+    from terracarbon.data.synthetic.scenes import load_scene, make_scene
 
     root = Path(root)
     out: dict[int, dict[str, list[Any]]] = {}

@@ -2,7 +2,7 @@
 
 Public API (imported lazily):
 
-- :func:`terracarbon.landcover.synth.render_scene`, :func:`~terracarbon.landcover.synth.make_synthetic_release`
+- :func:`terracarbon.data.synthetic.landcover.render_scene`, :func:`~terracarbon.data.synthetic.landcover.make_synthetic_release`
 - :func:`terracarbon.landcover.train.train_landcover` -> :class:`~terracarbon.landcover.train.LandCoverTrainResult`
 - :func:`terracarbon.landcover.evaluate.evaluate_landcover`, :func:`~terracarbon.landcover.evaluate.evaluate_map`
 - :func:`terracarbon.landcover.predict.predict_landcover`
@@ -17,8 +17,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "render_scene": "synth",
-    "make_synthetic_release": "synth",
+    "render_scene": "terracarbon.data.synthetic.landcover",
+    "make_synthetic_release": "terracarbon.data.synthetic.landcover",
     "train_landcover": "train",
     "LandCoverTrainResult": "train",
     "inverse_frequency_weights": "train",
@@ -35,5 +35,6 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f"terracarbon.landcover.{_EXPORTS[name]}"), name)
+        mod = _EXPORTS[name]
+        return getattr(importlib.import_module(mod if "." in mod else f"terracarbon.landcover.{mod}"), name)
     raise AttributeError(name)

@@ -43,8 +43,8 @@ def predict_landcover(
     address, or ``"local:N"``. With ``track`` the run's energy and CO2e go to ``run_dir`` (default
     ``<dst folder>/<dst stem>.run/``). Returns ``dst``.
     """
+    from terracarbon.raster.checkpoint import predict_checkpoint
     from terracarbon.raster.io import open_raster
-    from terracarbon.raster.predict import predict_checkpoint
 
     checkpoint, src, dst = Path(checkpoint), Path(src), Path(dst)
 

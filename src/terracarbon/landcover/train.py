@@ -1,7 +1,7 @@
 """Train land-cover segmentation models on LandCover.ai tiles (DeepLabv3+ or U-Net via smp, Lightning).
 
 :func:`train_landcover` reads the official tiles of a LandCover.ai root (or a synthetic look-alike written by
-:func:`terracarbon.landcover.synth.make_synthetic_release`), computes per-band normalisation and inverse-frequency
+:func:`terracarbon.data.synthetic.landcover.make_synthetic_release`), computes per-band normalisation and inverse-frequency
 class weights on the train split, trains a :class:`~terracarbon.tasks.segmentation.SegmentationTask`, keeps the
 weights with the best validation mIoU, evaluates per-class IoU, mIoU and the confusion matrix on the test split and
 exports one portable checkpoint (:func:`terracarbon.models.registry.save_checkpoint`) with a model card carrying the

@@ -140,8 +140,8 @@ def import_hf_segformer(
     local_files_only=True)``; the file's meta holds restor's preprocessing (see the module docstring), the class
     names and ``tile_size`` / ``overlap`` for ``trees predict``.
     """
+    from terracarbon.data.oam_tcd import RGB_BANDS, TREE_CLASS_NAMES, TREE_COLORMAP
     from terracarbon.models.registry import count_parameters, save_checkpoint
-    from terracarbon.trees._common import RGB_BANDS, TREE_CLASS_NAMES, TREE_COLORMAP
 
     tf = _transformers()
     d = Path(model_dir)

@@ -404,7 +404,7 @@ class _PixelShuffleUpscale(nn.Module):
 
 
 class RegressionHead(nn.Module):
-    """TerraTorch's regression head: ``head`` = [PixelShuffle upscales][conv blocks] Dropout2d, 1×1 conv; final act."""
+    """TerraTorch's regression head: ``head`` = optional PixelShuffle upscales, optional conv blocks, Dropout2d, 1×1 conv; final activation."""
 
     def __init__(
         self,

@@ -35,7 +35,9 @@ Every map terracarbon makes (biomass, land cover, tree cover) goes through :func
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import inspect
 import json
 import os
 import threading
@@ -54,7 +56,7 @@ from torch import nn
 
 from terracarbon.errors import ConfigError, InputError
 from terracarbon.raster.io import _decorate, open_raster, to_cog
-from terracarbon.utils import atomic_path, atomic_write_json, progress
+from terracarbon.utils import atomic_path, atomic_write_json, output_lock, progress
 
 BACKENDS = ("eager", "channels-last", "onnx", "onnx-int8", "bf16")
 # helper threads around the model: window readers (GDAL releases the GIL while decoding) and batches read ahead
@@ -619,6 +621,20 @@ def _batches(grid: TileGrid, row: int, batch_size: int) -> list[list[Window]]:
     return [wins[i : i + batch_size] for i in range(0, len(wins), batch_size)]
 
 
+def _holding_output_lock(fn: Callable[..., Path]) -> Callable[..., Path]:
+    """Run ``fn`` holding :func:`terracarbon.utils.output_lock` on its ``dst_path``: a second live run writing the
+    same map stops at once, naming the first one's process (a dead run's lock is taken over, so resume works)."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Path:
+        with output_lock(sig.bind(*args, **kwargs).arguments["dst_path"]):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_holding_output_lock
 def predict_raster(
     predictor: TilePredictor,
     src_path: str | Path,
@@ -728,41 +744,6 @@ def predict_raster(
             to_cog(state.path, tmp)
     state.clear()
     return dst_path
-
-
-def predict_checkpoint(
-    checkpoint: str | Path,
-    src_path: str | Path,
-    dst_path: str | Path,
-    *,
-    validate: Callable[[dict[str, Any], dict[str, Any]], Mapping[str, Any] | None] | None = None,
-    tags: Mapping[str, Any] | None = None,
-    track: bool = True,
-    run_dir: str | Path | None = None,
-    run_name: str = "predict",
-    **engine_kwargs: Any,
-) -> Path:
-    """Predict a raster with a terracarbon checkpoint: the one entry point every domain's ``predict`` uses.
-
-    Loads the checkpoint once, lets ``validate(spec, meta)`` reject a model of the wrong kind (raise
-    :class:`InputError`; it may return extra output tags), builds its :class:`TilePredictor` (finalize chosen by the checkpoint's task), adds ``tags`` to
-    the output, and runs :func:`predict_raster` (``engine_kwargs``: tile_size, overlap, batch_size, backend, resume,
-    progress_bar, scheduler, device, on_strip) with the run's energy and CO2e recorded in ``run_dir`` (default
-    ``<dst folder>/<dst stem>.run/``).
-    """
-    from terracarbon.footprint.track import tracked
-    from terracarbon.models.registry import load_checkpoint, predictor_from_loaded
-
-    checkpoint, dst_path = Path(checkpoint), Path(dst_path)
-    model, spec, meta = load_checkpoint(checkpoint)
-    extra = (validate(spec, meta) if validate is not None else None) or {}
-    predictor = predictor_from_loaded(  # bands selected from the input by name
-        model, meta, onnx_cache=checkpoint.with_suffix(".onnx"), source=checkpoint, stack=src_path
-    )
-    predictor.tags = {**dict(predictor.tags), "model": checkpoint.name, **dict(tags or {}), **dict(extra)}
-    rd = Path(run_dir) if run_dir is not None else dst_path.parent / f"{dst_path.stem}.run"
-    with tracked(rd, run_name, enabled=track):
-        return predict_raster(predictor, src_path, dst_path, **engine_kwargs)
 
 
 def _create_partial(

@@ -7,16 +7,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from terracarbon.data.oam_tcd import RGB_BANDS, TREE_CLASS_NAMES, TREE_COLORMAP  # noqa: F401 (format facts)
 from terracarbon.footprint.track import tracked  # noqa: F401 (re-exported for this domain)
 
 log = logging.getLogger(__name__)
 
-RGB_BANDS = ["red", "green", "blue"]
 # ImageNet statistics in 8-bit units: what the tiled engine subtracts from raw pixel values
 RGB_MEAN_8BIT = [0.485 * 255, 0.456 * 255, 0.406 * 255]
 RGB_STD_8BIT = [0.229 * 255, 0.224 * 255, 0.225 * 255]
-TREE_CLASS_NAMES = ["no_tree", "tree"]
-TREE_COLORMAP = {0: (0, 0, 0, 0), 1: (34, 139, 34, 255)}
 DATASET_ID = "restor/tcd"
 
 

@@ -62,7 +62,7 @@ def predict_tree_cover(
     1024/256 for an imported SegFormer), else 512/128. With ``track`` the run's energy / CO2e go to ``run_dir``
     (default ``<dst folder>/<dst stem>.run/``).
     """
-    from terracarbon.raster.predict import predict_checkpoint
+    from terracarbon.raster.checkpoint import predict_checkpoint
 
     if tile_size is None or overlap is None:  # the model's recommended tiling (meta only, weights not read)
         try:

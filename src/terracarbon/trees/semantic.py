@@ -7,7 +7,7 @@ under ``tree`` or ``canopy`` annotations are tree cover. Metrics — IoU, F1, pr
 tree class — come from :class:`terracarbon.tasks.metrics.BinaryCoverMetrics` over whole tiles.
 
 Checkpoints are ``terracarbon-model/1`` files with ``meta["task"] == "segmentation"`` and 8-bit RGB normalisation,
-so :func:`terracarbon.models.registry.predictor_from_checkpoint` / the tiled engine predict them on any orthomosaic.
+so :func:`terracarbon.raster.checkpoint.predictor_from_checkpoint` / the tiled engine predict them on any orthomosaic.
 """
 
 from __future__ import annotations

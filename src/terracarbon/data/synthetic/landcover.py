@@ -217,7 +217,7 @@ def make_synthetic_release(
 
     atomic_write_text(
         Path(root) / "SYNTHETIC",
-        f"synthetic LandCover.ai look-alike: terracarbon.landcover.synth, {n_images} scenes of {size}, "
+        f"synthetic LandCover.ai look-alike: terracarbon.data.synthetic.landcover, {n_images} scenes of {size}, "
         f"tiles of {tile_size} px, seed {seed}\n",
     )
     return out

@@ -595,7 +595,7 @@ def make_scene(
         tags={
             "band_units": units,
             "lc_classes": json.dumps(LC_CLASSES),
-            "generator": "terracarbon.data.scenes",
+            "generator": "terracarbon.data.synthetic.scenes",
         },
         **common,
     )
@@ -641,7 +641,7 @@ def make_scene(
     lc = g["lc"]
     meta = {
         "format": "terracarbon-scene/1",
-        "generator": "terracarbon.data.scenes.make_scene",
+        "generator": "terracarbon.data.synthetic.scenes.make_scene",
         "seed": seed,
         "region": region,
         "region_name": p["name"],
