@@ -19,7 +19,7 @@ import torch
 from terracarbon.trees.cv import cross_validate
 from terracarbon.trees.metrics import format_mean_std
 from terracarbon.trees.predict import predict_trees
-from terracarbon.trees.synth import make_orthomosaic, make_synthetic_tcd
+from terracarbon.data.synthetic.trees import make_orthomosaic, make_synthetic_tcd
 
 SEMANTIC_SPEC = {
     "arch": "unet",

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import torch
 
-from terracarbon.data.scenes import load_scene
+from terracarbon.data.synthetic.scenes import load_scene
 from terracarbon.gfm.pretrain import gfm_spec_from_encoder, read_encoder_checkpoint
 from terracarbon.models.registry import build_model
 
