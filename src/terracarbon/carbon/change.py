@@ -29,17 +29,17 @@ and ``sd_d_co2e_t_independent`` (√Σ(σΔ·w·A)²; lower bound).
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from terracarbon.carbon.convert import CO2_PER_C, DEFAULT_CARBON_FRACTION
+from terracarbon.carbon.stock import JsonResult
 from terracarbon.errors import ConfigError, InputError
 
 PathLike = str | os.PathLike
@@ -96,7 +96,7 @@ def _norm_units(u: str | None) -> str | None:
 
 
 @dataclass
-class CarbonChange:
+class CarbonChange(JsonResult):
     """Stock change between two AGB maps over an AOI. Masses in Mg (= t); areas in ha; see the module for signs."""
 
     t0: str
@@ -136,16 +136,6 @@ class CarbonChange:
     delta_raster: str | None = None
     per_polygon: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as a JSON-ready dict (NaN becomes None)."""
-        from terracarbon.carbon.stock import _clean
-
-        return _clean(asdict(self))
-
-    def to_json(self, indent: int | None = 2) -> str:
-        """The result as one JSON object."""
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def summary_rows(self) -> dict[str, Any]:
         """Key figures for a table, signs labelled."""

@@ -55,8 +55,20 @@ UNCERTAINTY_ASSUMPTION = (
 )
 
 
+class JsonResult:
+    """``to_dict`` / ``to_json`` of the carbon result dataclasses (NaN becomes None, so the JSON is strict)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a JSON-ready dict (NaN becomes None)."""
+        return _clean(asdict(self))
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The result as one JSON object."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+
 @dataclass
-class CarbonStock:
+class CarbonStock(JsonResult):
     """Carbon stock of an AGB map over an AOI. Masses in Mg (= t); areas in ha."""
 
     raster: str
@@ -92,14 +104,6 @@ class CarbonStock:
     biomass_total_mg: float | None = None
     carbon_model: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields as a JSON-ready dict (NaN becomes None)."""
-        return _clean(asdict(self))
-
-    def to_json(self, indent: int | None = 2) -> str:
-        """The result as one JSON object."""
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def summary_rows(self) -> dict[str, Any]:
         """Key figures for a table."""
