@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -177,16 +178,17 @@ class _ShiftWindowAttention(nn.Module):
         key = (hp, wp, str(device), dtype)
         m = self._masks.get(key)
         if m is None:
+            # built in numpy from the (static) padded size: under ONNX tracing it becomes one constant
             ws, s = self.window_size, self.shift_size
-            img = torch.zeros(hp, wp, device=device)
+            img = np.zeros((hp, wp), np.float32)
             cnt = 0
             for hs in (slice(0, -ws), slice(-ws, -s), slice(-s, None)):
                 for vs in (slice(0, -ws), slice(-ws, -s), slice(-s, None)):
                     img[hs, vs] = cnt
                     cnt += 1
-            win = img.view(hp // ws, ws, wp // ws, ws).permute(0, 2, 1, 3).reshape(-1, ws * ws)
+            win = img.reshape(hp // ws, ws, wp // ws, ws).transpose(0, 2, 1, 3).reshape(-1, ws * ws)
             diff = win[:, None, :] - win[:, :, None]
-            m = torch.zeros_like(diff, dtype=dtype).masked_fill(diff != 0, -100.0)
+            m = torch.from_numpy(np.where(diff != 0, np.float32(-100.0), np.float32(0.0))).to(device, dtype)
             if not torch.jit.is_tracing():
                 self._masks[key] = m
         return m
@@ -268,7 +270,8 @@ class _SwinStage(nn.Module):
     def forward(self, x: torch.Tensor, hw: tuple[int, int]):
         for blk in self.blocks:
             x = blk(x, hw)
-        out = self.norm(x).view(x.shape[0], hw[0], hw[1], -1).permute(0, 3, 1, 2)
+        # the channel count spelled out (not -1): ONNX shape inference then knows every dim but the batch
+        out = self.norm(x).view(x.shape[0], hw[0], hw[1], self.norm.normalized_shape[0]).permute(0, 3, 1, 2)
         if self.downsample is None:
             return out, x, hw
         x, hw = self.downsample(x, hw)
@@ -352,6 +355,17 @@ class _ConvModule(nn.Module):
         return self.act(self.norm(self.conv(x)))
 
 
+def _adaptive_pool_matrix(n: int, s: int) -> np.ndarray:
+    """``s×n`` matrix of ``adaptive_avg_pool`` from ``n`` to ``s`` cells: bin ``i`` averages
+    ``[floor(i n / s), ceil((i + 1) n / s))``, PyTorch's bin rule (ONNX has no adaptive pooling when ``s`` does not
+    divide ``n``)."""
+    a = np.zeros((s, n), np.float32)
+    for i in range(s):
+        lo, hi = (i * n) // s, -(-((i + 1) * n) // s)
+        a[i, lo:hi] = 1.0 / (hi - lo)
+    return a
+
+
 class UperNetDecoder(nn.Module):
     """UperNet (PPM + FPN) with TerraTorch's parameter names; output ``channels`` maps at the first level's size."""
 
@@ -377,9 +391,19 @@ class UperNetDecoder(nn.Module):
     def _up(self, x: torch.Tensor, size) -> torch.Tensor:
         return F.interpolate(x, size=size, mode="bilinear", align_corners=self.align_corners)
 
+    def _pool(self, m: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        """One PPM branch; under ONNX export the adaptive pooling is two matmuls with its bin-averaging matrices."""
+        if not torch.onnx.is_in_onnx_export():
+            return m(x)
+        s = int(m[0].output_size)
+        h, w = int(x.shape[2]), int(x.shape[3])
+        ph = torch.from_numpy(_adaptive_pool_matrix(h, s)).to(x.dtype)
+        pw = torch.from_numpy(_adaptive_pool_matrix(w, s)).to(x.dtype)
+        return m[1](ph @ x @ pw.T)
+
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         top = feats[-1]
-        psp = [top] + [self._up(m(top), top.shape[2:]) for m in self.psp_modules]
+        psp = [top] + [self._up(self._pool(m, top), top.shape[2:]) for m in self.psp_modules]
         lat = [conv(feats[i]) for i, conv in enumerate(self.lateral_convs)]
         lat.append(self.bottleneck(torch.cat(psp, 1)))
         for i in range(len(lat) - 1, 0, -1):
@@ -461,7 +485,12 @@ class TerraTorchRegressor(nn.Module):
         init_from: a terracarbon model file of this architecture whose weights are the starting point (fine-tuning).
         output_scale, output_shift: fixed affine map ``y * scale + shift`` after the head (non-persistent buffers),
             used when a fine-tune standardises its targets: the imported model's output stays the starting point.
+
+    The ONNX backends export it for one tile size (``onnx_static_tiles``): the shifted-window padding and mask are
+    computed from the feature size, which exports as constants but not symbolically.
     """
+
+    onnx_static_tiles = True
 
     def __init__(
         self,
@@ -530,11 +559,6 @@ class TerraTorchRegressor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``B×C×H×W`` -> ``B×1×H×W`` (TerraTorch's output with the channel kept)."""
-        if torch.onnx.is_in_onnx_export():
-            raise ConfigError(
-                "the terratorch_upernet network does not export to ONNX with dynamic tile sizes; "
-                "use the eager or channels-last backend"
-            )
         size = x.shape[-2:]
         y = self.head(self.decoder(self.encoder(x)))
         if y.shape[-2:] != size:

@@ -294,6 +294,7 @@ class _Runner:
         onnx_path: str | Path | None = None,
         calibration: Callable[[], Sequence[np.ndarray]] | None = None,
         calibration_key: str = "",
+        tile_size: int | None = None,
     ):
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -305,12 +306,12 @@ class _Runner:
         if backend == "channels-last":
             self.model = self.model.to(memory_format=torch.channels_last)
         elif backend == "onnx":
-            self.session = _ort_session(_onnx_export(predictor))
+            self.session = _ort_session(_onnx_export(predictor, tile_size))
         elif backend == "onnx-int8":
             if onnx_path is None:
                 if calibration is None:
                     raise ConfigError("the onnx-int8 backend needs calibration tiles (or a quantised model path)")
-                onnx_path = quantize_onnx_int8(predictor, calibration, calibration_key)
+                onnx_path = quantize_onnx_int8(predictor, calibration, calibration_key, tile_size=tile_size)
             self.session = _ort_session(Path(onnx_path))
         elif backend == "bf16":
             kind = self.device.type
@@ -337,13 +338,32 @@ class _Runner:
 _ONNX_LOCK = threading.Lock()
 
 
-def _onnx_export(predictor: TilePredictor) -> Path:
-    """Export the model to ONNX once (cached beside the checkpoint, keyed by weights); returns the ``.onnx`` path."""
+def _static_tiles(predictor: TilePredictor) -> bool:
+    """Whether the network exports to ONNX only at one tile size (``onnx_static_tiles = True`` on the module).
+
+    Swin encoders pad each stage to whole attention windows and build the shifted-window mask from the feature size;
+    traced with a symbolic height and width that arithmetic does not export, with a fixed tile size it does (the
+    engine feeds every tile at the same size, edge tiles zero-padded).
+    """
+    return bool(getattr(predictor.model, "onnx_static_tiles", False))
+
+
+def _onnx_export(predictor: TilePredictor, tile_size: int | None = None) -> Path:
+    """Export the model to ONNX once (cached beside the checkpoint, keyed by weights); returns the ``.onnx`` path.
+
+    The graph takes any batch size and, for most networks, any tile size. A network marked ``onnx_static_tiles``
+    (:func:`_static_tiles`) is exported for ``tile_size`` × ``tile_size`` tiles only, cached as ``<name>.t<size>.onnx``.
+    """
     import tempfile
 
     fp = predictor.fingerprint()
     cache = predictor.onnx_cache or Path(tempfile.gettempdir()) / "terracarbon-onnx" / f"{fp}.onnx"
     cache = Path(cache)
+    static = _static_tiles(predictor)
+    if static:
+        if tile_size is None:
+            raise ConfigError(f"{type(predictor.model).__name__} exports to ONNX only for one tile size: give tile_size")
+        cache = cache.with_name(f"{cache.stem}.t{int(tile_size)}{cache.suffix}")
     stamp = cache.with_name(cache.name + ".json")
     with _ONNX_LOCK:
         fresh = cache.exists() and stamp.exists() and json.loads(stamp.read_text()).get("fingerprint") == fp
@@ -351,7 +371,9 @@ def _onnx_export(predictor: TilePredictor) -> Path:
             c = predictor.in_channels
             if c is None:
                 raise ConfigError("the onnx backend needs the number of input bands (in_bands or mean/std)")
-            dummy = torch.zeros(1, c, 64, 64)
+            side = int(tile_size) if static else 64
+            dummy = torch.zeros(1, c, side, side)
+            axes = {0: "batch"} if static else {0: "batch", 2: "height", 3: "width"}
             model = predictor.model.eval().cpu()
             with atomic_path(cache, suffix=".onnx") as tmp:
                 torch.onnx.export(
@@ -360,10 +382,7 @@ def _onnx_export(predictor: TilePredictor) -> Path:
                     str(tmp),
                     input_names=["input"],
                     output_names=["output"],
-                    dynamic_axes={
-                        "input": {0: "batch", 2: "height", 3: "width"},
-                        "output": {0: "batch", 2: "height", 3: "width"},
-                    },
+                    dynamic_axes={"input": axes, "output": axes},
                     opset_version=17,
                     dynamo=False,
                 )
@@ -419,6 +438,7 @@ def quantize_onnx_int8(
     *,
     settings: Mapping[str, Any] | None = None,
     out_path: str | Path | None = None,
+    tile_size: int | None = None,
 ) -> Path:
     """Statically quantise the predictor's ONNX export to int8 (weights int8, activations uint8), cached.
 
@@ -438,7 +458,11 @@ def quantize_onnx_int8(
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     cfg = {**INT8_SETTINGS, **dict(settings or {})}
-    fp32 = _onnx_export(predictor)
+    tiles = None
+    if tile_size is None and _static_tiles(predictor):
+        tiles = list(calibration())
+        tile_size = int(tiles[0].shape[-1]) if tiles else None
+    fp32 = _onnx_export(predictor, tile_size)
     path = Path(out_path) if out_path is not None else fp32.with_name(fp32.stem + ".int8.onnx")
     stamp = path.with_name(path.name + ".json")
     want = {"fingerprint": predictor.fingerprint(), "calibration": calibration_key, "settings": cfg}
@@ -447,7 +471,7 @@ def quantize_onnx_int8(
             with contextlib.suppress(ValueError, OSError):
                 if json.loads(stamp.read_text()) == json.loads(json.dumps(want)):
                     return path
-        tiles = list(calibration())
+        tiles = list(calibration()) if tiles is None else tiles
         if not tiles:
             raise ConfigError("int8 calibration needs at least one input tile")
         with tempfile.TemporaryDirectory(prefix="tc-int8-") as work:
@@ -564,7 +588,9 @@ def _predict_batch(
     key = (id(predictor), backend)
     runner = _WORKER_RUNNERS.get(key)
     if runner is None:
-        runner = _WORKER_RUNNERS[key] = _Runner(predictor, backend, device, onnx_path=onnx_path)
+        runner = _WORKER_RUNNERS[key] = _Runner(
+            predictor, backend, device, onnx_path=onnx_path, tile_size=int(windows[0].height)
+        )
     with rasterio.open(src) as ds:
         x, valid = _read_tiles(ds, predictor, windows)
     return runner(x), valid
@@ -881,7 +907,7 @@ def _result_stream(
     else:
         onnx_path = None
         if calibration is not None:
-            onnx_path = str(quantize_onnx_int8(predictor, calibration[0], calibration[1]))
+            onnx_path = str(quantize_onnx_int8(predictor, calibration[0], calibration[1], tile_size=grid.tile_size))
         yield from _dask_stream(predictor, src_path, todo, backend, scheduler, threads, onnx_path)
 
 
@@ -921,7 +947,8 @@ def _local_stream(predictor, src_path, todo, backend, device, calibration=None):
         pending = deque(reader.submit(w) for w in todo[:PREFETCH_BATCHES])
         queued = len(pending)
         cal, key = calibration if calibration is not None else (None, "")
-        runner = _Runner(predictor, backend, device, calibration=cal, calibration_key=key)
+        tile = int(todo[0][0].height) if todo else None
+        runner = _Runner(predictor, backend, device, calibration=cal, calibration_key=key, tile_size=tile)
         while pending:
             x, ok = pending.popleft().result()
             if queued < len(todo):
