@@ -62,6 +62,11 @@ BACKENDS = ("eager", "channels-last", "onnx", "onnx-int8", "bf16")
 # helper threads around the model: window readers (GDAL releases the GIL while decoding) and batches read ahead
 READ_THREADS = 2
 PREFETCH_BATCHES = 3
+# onnxruntime on CPU: batches run concurrently on this many single-threaded streams (None: one per torch thread)
+# instead of one at a time on a pool of that many threads. Two-thread kernels wait at every op for their slower
+# half, which a reader or writer thread delays whenever it takes a core; independent streams do not wait for each
+# other (measured in docs/performance.md). TERRACARBON_ORT_STREAMS overrides it (1: the one-stream engine).
+ORT_STREAMS: int | None = None
 
 # ----------------------------------------------------------------------------------------------------------- predictor
 
@@ -295,6 +300,7 @@ class _Runner:
         calibration: Callable[[], Sequence[np.ndarray]] | None = None,
         calibration_key: str = "",
         tile_size: int | None = None,
+        ort_threads: int | None = None,
     ):
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -306,13 +312,13 @@ class _Runner:
         if backend == "channels-last":
             self.model = self.model.to(memory_format=torch.channels_last)
         elif backend == "onnx":
-            self.session = _ort_session(_onnx_export(predictor, tile_size))
+            self.session = _ort_session(_onnx_export(predictor, tile_size), ort_threads)
         elif backend == "onnx-int8":
             if onnx_path is None:
                 if calibration is None:
                     raise ConfigError("the onnx-int8 backend needs calibration tiles (or a quantised model path)")
                 onnx_path = quantize_onnx_int8(predictor, calibration, calibration_key, tile_size=tile_size)
-            self.session = _ort_session(Path(onnx_path))
+            self.session = _ort_session(Path(onnx_path), ort_threads)
         elif backend == "bf16":
             kind = self.device.type
             self.autocast = (kind, torch.float16 if kind == "cuda" else torch.bfloat16)
@@ -390,12 +396,13 @@ def _onnx_export(predictor: TilePredictor, tile_size: int | None = None) -> Path
     return cache
 
 
-def _ort_session(path: Path):
-    """An onnxruntime session on ``path`` with as many intra-op threads as torch uses (CUDA first when present)."""
+def _ort_session(path: Path, threads: int | None = None):
+    """An onnxruntime session on ``path`` with ``threads`` intra-op threads (default: as many as torch uses; CUDA
+    first when present)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = torch.get_num_threads()
+    opts.intra_op_num_threads = int(threads or torch.get_num_threads())
     providers = [
         p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()
     ]
@@ -940,22 +947,47 @@ class _TileReader:
             ds.close()
 
 
+def _model_streams(backend: str, device: str) -> int:
+    """How many batches the model runs at once in this process (see :data:`ORT_STREAMS`)."""
+    if backend not in ("onnx", "onnx-int8") or torch.device(device).type != "cpu":
+        return 1
+    n = os.environ.get("TERRACARBON_ORT_STREAMS") or ORT_STREAMS or torch.get_num_threads()
+    return max(1, int(n))
+
+
 def _local_stream(predictor, src_path, todo, backend, device, calibration=None):
     reader = _TileReader(src_path, predictor)
+    streams = _model_streams(backend, device)
+    pool = ThreadPoolExecutor(streams, thread_name_prefix="terracarbon-model") if streams > 1 else None
     try:
         # the first batches are read while the runner starts (onnx session, int8 calibration)
-        pending = deque(reader.submit(w) for w in todo[:PREFETCH_BATCHES])
+        pending = deque(reader.submit(w) for w in todo[: PREFETCH_BATCHES + streams - 1])
         queued = len(pending)
         cal, key = calibration if calibration is not None else (None, "")
         tile = int(todo[0][0].height) if todo else None
-        runner = _Runner(predictor, backend, device, calibration=cal, calibration_key=key, tile_size=tile)
-        while pending:
-            x, ok = pending.popleft().result()
-            if queued < len(todo):
-                pending.append(reader.submit(todo[queued]))
-                queued += 1
-            yield runner(x), ok
+        runner = _Runner(
+            predictor, backend, device, calibration=cal, calibration_key=key, tile_size=tile,
+            ort_threads=1 if streams > 1 else None,
+        )
+
+        def run(read):
+            x, ok = read.result()
+            return runner(x), ok
+
+        running: deque = deque()
+        while pending or running:
+            # onnxruntime sessions may run concurrently; results are taken in submission order
+            while pending and len(running) < streams:
+                read = pending.popleft()
+                running.append(pool.submit(run, read) if pool is not None else read)
+                if queued < len(todo):
+                    pending.append(reader.submit(todo[queued]))
+                    queued += 1
+            head = running.popleft()
+            yield head.result() if pool is not None else run(head)
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         reader.close()
 
 
