@@ -425,6 +425,10 @@ INT8_SETTINGS: dict[str, Any] = {
     "reduce_range": True,
     "calibration_tiles": 8,
 }
+# optional keys (absent: static, every op onnxruntime quantises, as for the U-Net): "op_types", the op types to
+# quantise (e.g. ["Conv", "MatMul"]); "activation_matmuls": False keeps MatMuls of two activations (attention's q·kᵀ
+# and attn·v) float; "mode": "dynamic" quantises the weights ahead and the activations at run time (no calibration
+# ranges). A model may carry its own overrides as ``onnx_int8_settings`` (a dict on the module)
 
 
 class _TileCalibration:
@@ -461,10 +465,16 @@ def quantize_onnx_int8(
     import tempfile
 
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    cfg = {**INT8_SETTINGS, **dict(settings or {})}
+    cfg = {**INT8_SETTINGS, **dict(getattr(predictor.model, "onnx_int8_settings", None) or {}), **dict(settings or {})}
     tiles = None
     if tile_size is None and _static_tiles(predictor):
         tiles = list(calibration())
@@ -487,20 +497,30 @@ def quantize_onnx_int8(
             graph = onnx.load(str(pre)).graph
             convs = [n.name for n in graph.node if n.op_type == "Conv"]
             exclude = convs[-1:] if cfg["exclude_last_conv"] else []
+            if not cfg.get("activation_matmuls", True):
+                weights = {i.name for i in graph.initializer}
+                exclude += [n.name for n in graph.node if n.op_type == "MatMul" and not weights & set(n.input)]
             with atomic_path(path, suffix=".onnx") as tmp:
-                quantize_static(
-                    str(pre),
-                    str(tmp),
-                    _TileCalibration(tiles),
-                    quant_format=QuantFormat.QDQ if cfg["format"] == "QDQ" else QuantFormat.QOperator,
+                common = dict(
                     per_channel=bool(cfg["per_channel"]),
                     reduce_range=bool(cfg["reduce_range"]),
-                    activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8,
                     nodes_to_exclude=exclude,
-                    calibrate_method=CalibrationMethod.MinMax,
-                    extra_options={"CalibTensorRangeSymmetric": False},
+                    op_types_to_quantize=cfg.get("op_types"),
                 )
+                if cfg.get("mode", "static") == "dynamic":
+                    quantize_dynamic(str(pre), str(tmp), **common)
+                else:
+                    quantize_static(
+                        str(pre),
+                        str(tmp),
+                        _TileCalibration(tiles),
+                        quant_format=QuantFormat.QDQ if cfg["format"] == "QDQ" else QuantFormat.QOperator,
+                        activation_type=QuantType.QUInt8,
+                        calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"CalibTensorRangeSymmetric": False},
+                        **common,
+                    )
         atomic_write_json(stamp, want)
     return path
 
