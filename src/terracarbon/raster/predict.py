@@ -43,7 +43,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -994,17 +994,37 @@ def _local_stream(predictor, src_path, todo, backend, device, calibration=None):
             x, ok = read.result()
             return runner(x), ok
 
-        running: deque = deque()
-        while pending or running:
-            # onnxruntime sessions may run concurrently; results are taken in submission order
-            while pending and len(running) < streams:
+        def submit_read() -> None:
+            nonlocal queued
+            if queued < len(todo):
+                pending.append(reader.submit(todo[queued]))
+                queued += 1
+
+        if pool is None:
+            while pending:
                 read = pending.popleft()
-                running.append(pool.submit(run, read) if pool is not None else read)
-                if queued < len(todo):
-                    pending.append(reader.submit(todo[queued]))
-                    queued += 1
-            head = running.popleft()
-            yield head.result() if pool is not None else run(head)
+                submit_read()
+                yield run(read)
+            return
+        # onnxruntime runs on `streams` threads at once. A stream that finishes (a row's short last batch) takes the
+        # next batch at once, even while the batch before it is still running; results are yielded in order, and at
+        # most PREFETCH_BATCHES finished ones wait for their turn (memory stays bounded).
+        running: deque = deque()
+
+        def top_up() -> None:
+            busy = sum(not f.done() for f in running)
+            while pending and busy < streams and len(running) < streams + PREFETCH_BATCHES:
+                running.append(pool.submit(run, pending.popleft()))
+                submit_read()
+                busy += 1
+
+        while pending or running:
+            top_up()
+            head = running[0]
+            while not head.done():
+                wait([f for f in running if not f.done()], return_when=FIRST_COMPLETED)
+                top_up()
+            yield running.popleft().result()
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
