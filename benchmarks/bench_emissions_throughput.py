@@ -11,6 +11,9 @@ Figures, per encoder backend (``--backends``, default ``torch,onnx,onnx-int8``):
   accuracy            with ``--accuracy``: per-level top-1 / top-10 on the held-out split (seed 0, 10 %) of the index
                       file, calibrated on the calibration split — the int8 vs fp32 accuracy check.
 
+With ``--fast`` (needs ``--model`` with a lexical member) a row ``fast (lexical, no encoder)`` measures the
+encoder-free mode (``members=["lexical"]``, CLI ``--fast``) the same way.
+
 N descriptions are the held-out split's (repeated to N). ``--model`` is a folder written by ``terracarbon
 emissions train`` (its examples, head and calibration are used) or the shipped MiniLM when absent.
 
@@ -33,14 +36,14 @@ ROOT = Path(__file__).resolve().parents[1]
 TEXT = "We operate a chain of bakeries that bake bread and sell it to grocery stores"
 
 
-def _child_start(model, data: Path, backend: str, cache, threads) -> tuple[float, float]:
+def _child_start(model, data: Path, backend: str, cache, threads, members=None) -> tuple[float, float]:
     """Seconds for a fresh process to import terracarbon and build the classifier (warm cache), measured inside."""
     code = (
         "import time; t=time.perf_counter(); c0=time.process_time();"
         "from terracarbon.emissions.classify import NaicsClassifier;"
         "from terracarbon.emissions.naics import load_naics;"
         f"c=NaicsClassifier(load_naics({str(data)!r}), {model!r}, backend={backend!r}, cache_dir={cache!r},"
-        f" threads={threads!r}); c.predict(['bakery']);"
+        f" threads={threads!r}, members={members!r}); c.predict(['bakery']);"
         "print(time.perf_counter()-t, time.process_time()-c0)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -48,7 +51,7 @@ def _child_start(model, data: Path, backend: str, cache, threads) -> tuple[float
     return float(wall), float(cpu)
 
 
-def _cli_wall(model, data: Path, backend: str) -> tuple[float, float]:
+def _cli_wall(model, data: Path, backend: str, extra=()) -> tuple[float, float]:
     """(wall s, CPU s = user + system of the child) of one ``terracarbon emissions classify TEXT`` process.
 
     On a loaded machine the CPU time is the better estimate of the idle wall time (the call is single-threaded
@@ -59,6 +62,7 @@ def _cli_wall(model, data: Path, backend: str) -> tuple[float, float]:
     cmd = [str(exe), "emissions", "classify", TEXT, "--taxonomy", str(data), "--backend", backend, "--top-k", "3"]
     if model:
         cmd += ["--model", str(model)]
+    cmd += list(extra)
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -83,6 +87,7 @@ def main() -> None:
     ap.add_argument("--cache", default=None, help="embedding/ONNX cache folder (default: user cache)")
     ap.add_argument("--accuracy", action="store_true", help="also score the held-out split per backend")
     ap.add_argument("--no-subprocess", action="store_true", help="skip the warm-start and CLI timings")
+    ap.add_argument("--fast", action="store_true", help="also measure the encoder-free lexical mode (--model)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--md", default=None)
     args = ap.parse_args()
@@ -166,6 +171,29 @@ def main() -> None:
             r["accuracy"] = {k: round(v * 100, 2) for k, v in m.items() if k.startswith("level")}
         res["backends"][backend] = r
         print(backend, json.dumps(r), flush=True)
+    if args.fast:
+        if not args.model:
+            sys.exit("--fast needs --model (a folder written by `terracarbon emissions train`)")
+        r = {"load_avg_1min": round(os.getloadavg()[0], 2)}
+        t0 = time.perf_counter()
+        clf = NaicsClassifier(tax, args.model, cache_dir=args.cache, members=["lexical"])
+        r["build_in_process_s"] = round(time.perf_counter() - t0, 2)
+        clf.predict(texts[:64])  # warm-up
+        t = time.perf_counter()
+        clf.predict(texts, top_k=10, batch_size=args.batch_size)
+        r["classify_per_s"] = round(len(texts) / (time.perf_counter() - t), 1)
+        if not args.no_subprocess:
+            wall, cpu = _child_start(args.model, data, "onnx-int8", args.cache, args.threads, ["lexical"])
+            r["warm_start_s"], r["warm_start_cpu_s"] = round(wall, 2), round(cpu, 2)
+            if args.cache is None:
+                runs = [_cli_wall(args.model, data, "onnx-int8", ["--fast"]) for _ in range(2)]
+                r["cli_one_s"] = round(min(w for w, _ in runs), 2)
+                r["cli_one_cpu_s"] = round(min(c for _, c in runs), 2)
+        if args.accuracy:
+            m = evaluate_classifier(clf, hold.text.tolist(), hold.code.tolist())
+            r["accuracy"] = {k: round(v * 100, 2) for k, v in m.items() if k.startswith("level")}
+        res["backends"]["fast (lexical, no encoder)"] = r
+        print("fast", json.dumps(r), flush=True)
     res["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2))

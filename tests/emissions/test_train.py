@@ -96,11 +96,17 @@ def test_train_classifier_end_to_end(small_tax, small_dir, tmp_path, emb_cache, 
         "source": str(csv_path),
     }
     assert meta["calibration"]["levels"]["6"]["weights"]
+    assert meta["calibration_fast"]["members"] == ["lexical"]  # the fast mode's own calibration
     assert (out / "examples.csv").exists() and (out / "holdout.csv").exists()
     assert 0 <= res.metrics["level6_top1"] <= res.metrics["level6_top10"] <= 1
     assert res.metrics["level2_top1"] >= 0.8
-    assert (out / "naics_head.npz").exists()
+    assert (out / "naics_head.npz").exists() and (out / "naics_lexical.npz").exists()
     clf = NaicsClassifier(small_tax, out, cache_dir=emb_cache, backend="torch")
-    assert clf.members == ["title", "description", "leaves", "centroid", "knn", "head"]
-    assert clf.examples is not None and clf.head is not None
+    assert clf.members == ["title", "description", "leaves", "centroid", "knn", "head", "lexical"]
+    assert clf.examples is not None and clf.head is not None and clf.lexical is not None
     assert clf.predict(["Portland cement manufacturing"])[0].code == "327310"
+    # the encoder-free fast mode: the lexical member alone never loads the encoder
+    fast = NaicsClassifier(small_tax, out, cache_dir=emb_cache, backend="torch", members=["lexical"])
+    assert fast._model is None and not fast.uses_encoder
+    assert fast.predict(["Portland cement manufacturing"])[0].code == "327310"
+    assert fast._model is None

@@ -32,7 +32,9 @@ _BACKEND = typer.Option(
 _THREADS = typer.Option(None, "--threads", help="Encoder threads (default: all cores).")
 
 
-def _classifier(model, taxonomy, naics_year, beam, llm_url, llm_model, llm_key, backend="onnx-int8", threads=None):
+def _classifier(
+    model, taxonomy, naics_year, beam, llm_url, llm_model, llm_key, backend="onnx-int8", threads=None, fast=False
+):
     from terracarbon.emissions.classify import NaicsClassifier
     from terracarbon.emissions.llm import LLMMember
     from terracarbon.emissions.naics import load_naics
@@ -40,6 +42,8 @@ def _classifier(model, taxonomy, naics_year, beam, llm_url, llm_model, llm_key, 
     tax = load_naics(taxonomy, year=naics_year)
     llm = LLMMember(llm_url, llm_model or "default", api_key=llm_key) if llm_url else None
     kwargs = {} if beam is None else {"beam": None if beam <= 0 else beam}
+    if fast:  # encoder-free: the lexical member alone (a model folder written by `train`)
+        kwargs["members"] = ["lexical"]
     return NaicsClassifier(tax, model, llm=llm, backend=backend, threads=threads, **kwargs)
 
 
@@ -64,6 +68,12 @@ def classify_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     backend: str = _BACKEND,
     threads: int = _THREADS,
+    fast: bool = typer.Option(
+        False,
+        "--fast",
+        help="Encoder-free fast mode: the lexical (TF-IDF + linear SVM) member alone; needs a --model folder "
+        "written by `train`. Several times faster, a few points less accurate (docs/emissions.md).",
+    ),
 ) -> None:
     """Classify TEXT, or every row of --batch CSV (--column, --out), into NAICS codes with confidences."""
     from terracarbon.emissions.classify import classify_csv
@@ -71,7 +81,7 @@ def classify_cmd(
 
     if (text is None) == (batch is None):
         raise ConfigError("give either TEXT or --batch CSV")
-    clf = _classifier(model, taxonomy, naics_year, beam, llm_url, llm_model, llm_key, backend, threads)
+    clf = _classifier(model, taxonomy, naics_year, beam, llm_url, llm_model, llm_key, backend, threads, fast)
     if batch is not None:
         if not column or out is None:
             raise ConfigError("--batch needs --column and --out")
@@ -213,6 +223,10 @@ def train_cmd(
         False, "--xref-examples/--no-xref-examples", help="Also use cross-reference activities as kNN examples."
     ),
     backend: str = _BACKEND,
+    lexical: bool = typer.Option(
+        True, "--lexical/--no-lexical", help="Fit the lexical member (TF-IDF n-grams + linear SVM)."
+    ),
+    lexical_c: float = typer.Option(1.0, "--lexical-c", help="Regularisation C of the lexical member's SVM."),
 ) -> None:
     """Fine-tune the sentence encoder (MultipleNegativesRankingLoss), calibrate the ensemble, evaluate, save."""
     from terracarbon.emissions.naics import load_naics
@@ -240,6 +254,8 @@ def train_cmd(
         head=head,
         xref_examples=xref_examples,
         backend=backend,
+        lexical=lexical,
+        lexical_c=lexical_c,
     )
     ft = res.finetune
     console.print(

