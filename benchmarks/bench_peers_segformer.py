@@ -125,6 +125,7 @@ def main() -> None:
     env = os.environ | {"OMP_NUM_THREADS": str(a.threads)}
     rows = []
     for run in a.runs:
+        load_before = os.getloadavg()[0]
         p = subprocess.run(
             [sys.executable, __file__, "--child", run, "--size", str(a.size), "--work", str(a.work), "--threads",
              str(a.threads)], capture_output=True, text=True, env=env,
@@ -133,13 +134,15 @@ def main() -> None:
         if line is None:
             print(f"{run}: failed\n{p.stderr[-3000:]}", file=sys.stderr)
             continue
-        rows.append(json.loads(line[7:]) | {"load_avg": os.getloadavg()[0]})
+        rows.append(json.loads(line[7:]) | {"load_before": load_before, "load_avg": os.getloadavg()[0]})
         print(json.dumps(rows[-1]), flush=True)
     base = next((r["px_per_s"] for r in rows if r["run"] == "transformers-loop"), None)
-    print("\n| run | raster | time (s) | output px/s | vs transformers tile loop | peak RSS (MB) |\n|---|---|---|---|---|---|")
+    print("\n| run | raster | time (s) | output px/s | vs transformers tile loop | RSS loaded → peak (MB) "
+          "| load before/after |\n|---|---|---|---|---|---|---|")
     for r in rows:
         vs = f"{r['px_per_s'] / base:.2f}×" if base else ""
-        print(f"| {r['run']} | {r['size']:,}² | {r['seconds']:.1f} | {r['px_per_s']:,.0f} | {vs} | {r['peak_rss_mb']:,.0f} |")
+        print(f"| {r['run']} | {r['size']:,}² | {r['seconds']:.1f} | {r['px_per_s']:,.0f} | {vs} "
+              f"| {r['rss_loaded_mb']:,.0f} → {r['peak_rss_mb']:,.0f} | {r['load_before']:.2f} / {r['load_avg']:.2f} |")
 
 
 if __name__ == "__main__":
