@@ -67,29 +67,15 @@ def _engine_run(run: str) -> tuple[str, int, int]:
 
 
 def perturb(model, seed: int = 0):
-    """Seeded non-trivial weights, as tests/models/test_terratorch_import.py: norms/biases off 1/0, head bias 1."""
-    import torch
+    """Seeded non-trivial weights, exactly as the cross-check tests make them (norms/biases off 1/0, BN statistics
+    set, head bias 1): ``perturb`` of tests/models/test_terratorch_import.py, imported from there (one definition)."""
+    import importlib.util
 
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            r = torch.randn(p.shape, generator=g)
-            if "relative_position_bias_table" in name:
-                p.copy_(0.5 * r)
-            elif p.ndim == 1 and ("norm" in name or "bn" in name) and name.endswith("weight"):
-                p.copy_(1.0 + 0.2 * r)
-            elif p.ndim == 1:
-                p.copy_(0.1 * r)
-            else:
-                p.add_(0.02 * r)
-        for name, b in model.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(0.1 * torch.randn(b.shape, generator=g))
-            elif name.endswith("running_var"):
-                b.copy_(0.5 + torch.rand(b.shape, generator=g))
-        head_bias = [p for n, p in model.named_parameters() if n.startswith("head.head.") and n.endswith("bias")]
-        head_bias[-1].fill_(1.0)
-    return model
+    path = Path(__file__).resolve().parents[1] / "tests" / "models" / "test_terratorch_import.py"
+    spec = importlib.util.spec_from_file_location("_tc_test_terratorch_import", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.perturb(model, seed)
 
 
 def _rss_mb() -> float:
