@@ -14,10 +14,12 @@ Every map terracarbon makes (biomass, land cover, tree cover) goes through :func
 * **Output.** Strips go into a hidden uncompressed tiled GeoTIFF beside the output; at the end it is copied into a
   cloud-optimised GeoTIFF (tiled, DEFLATE on every core, overviews) with CRS, transform, band descriptions, colour
   table and class names, and moved onto the output path atomically. A failed run never leaves a half-written output.
-* **Threads.** The model runs in the calling thread. Beside it, a pool of reader threads decodes the windows of the
-  next batches straight into the batch array and masks/normalises them in place, and a writer thread blends the
-  outputs, finalises and writes the strips and saves the resume state; both mostly wait in GDAL or numpy with the
-  GIL released. Batches are blended in order, so the file is the same as with a serial loop.
+* **Threads.** The model runs in the calling thread (PyTorch backends, with all torch threads) or, for onnxruntime
+  on CPU, on one single-threaded stream per thread, each taking the next batch as soon as it is free
+  (:data:`ORT_STREAMS`). Beside it, a pool of reader threads decodes the windows of the next batches straight into
+  the batch array and masks/normalises them in place, and a writer thread blends the outputs, finalises and writes
+  the strips and saves the resume state; both mostly wait in GDAL or numpy with the GIL released. Batches are
+  blended in submission order, so the file is the same as with a serial loop.
 * **Resume.** After each strip, the engine records how many tile rows are done and the overlap rows of the blend
   buffer. A rerun with the same input, model and options continues from there; the result is byte-identical to an
   uninterrupted run.
