@@ -425,7 +425,7 @@ def train_classifier(
     epochs: float = 1.0,
     batch_size: int = 32,
     lr: float = 5e-5,
-    max_minutes: float | None = 18.0,
+    max_minutes: float | None = 13.0,
     freeze_layers: int = 0,
     threads: int | None = None,
     seed: int = 0,
