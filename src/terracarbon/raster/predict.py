@@ -349,9 +349,9 @@ _ONNX_LOCK = threading.Lock()
 def _static_tiles(predictor: TilePredictor) -> bool:
     """Whether the network exports to ONNX only at one tile size (``onnx_static_tiles = True`` on the module).
 
-    Swin encoders pad each stage to whole attention windows and build the shifted-window mask from the feature size;
-    traced with a symbolic height and width that arithmetic does not export, with a fixed tile size it does (the
-    engine feeds every tile at the same size, edge tiles zero-padded).
+    Swin encoders pad each stage to whole attention windows and build the shifted-window mask from the feature size,
+    and UperNet pools to fixed bins: that arithmetic does not export with a symbolic height and width, but it does
+    with a fixed tile size, and the engine feeds every tile at the same size (edge tiles zero-padded).
     """
     return bool(getattr(predictor.model, "onnx_static_tiles", False))
 
