@@ -96,14 +96,21 @@ def run_one(work: Path, run: str, size: int, threads: int) -> dict:
             ds.write(cls, 1)
         dt = time.perf_counter() - t0
     else:
-        from terracarbon.trees.predict import predict_tree_cover
+        from terracarbon.models.registry import load_checkpoint
+        from terracarbon.raster.checkpoint import predictor_from_loaded
+        from terracarbon.raster.predict import predict_raster
 
+        # the model is loaded before the clock, as the transformers loop's is: what `trees predict --mode semantic`
+        # runs after loading it (predict_checkpoint -> predict_raster at the checkpoint's tiling)
+        model, _, meta = load_checkpoint(work / "seg.pt")
+        predictor = predictor_from_loaded(model, meta, source=work / "seg.pt", stack=src)
+        tile = int(meta.get("tile_size", 1024))
+        overlap = min(int(meta.get("overlap", 256)), tile // 2)
         out["rss_loaded_mb"] = _rss_mb()
         t0 = time.perf_counter()
-        predict_tree_cover(
-            work / "seg.pt", src, work / f"tc_{run}_{size}.tif", tile_size=None, overlap=None, batch_size=1,
-            backend="channels-last" if run.endswith("channels-last") else "eager", resume=False, progress=False,
-            track=False,
+        predict_raster(
+            predictor, src, work / f"tc_{run}_{size}.tif", tile_size=tile, overlap=overlap, batch_size=1,
+            backend="channels-last" if run.endswith("channels-last") else "eager", resume=False, progress_bar=False,
         )
         dt = time.perf_counter() - t0
     out.update(seconds=dt, px_per_s=size * size / dt, peak_rss_mb=_rss_mb())
