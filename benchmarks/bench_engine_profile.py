@@ -56,7 +56,7 @@ def main() -> None:
 
         setattr(owner, name, g)
 
-    for name in ("_read_tiles", "_write_strip", "to_cog", "_create_partial", "_onnx_session", "_ort_session"):
+    for name in ("_read_tiles", "_write_strip", "to_cog", "_create_partial", "_ort_session"):
         timed(engine, name)
     timed(engine._Runner, "__call__", "model")
     timed(engine._State, "save", "state.save")

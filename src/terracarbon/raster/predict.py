@@ -411,11 +411,6 @@ def _ort_session(path: Path, threads: int | None = None):
     return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
 
 
-def _onnx_session(predictor: TilePredictor):
-    """Export the model to ONNX once (cached beside the checkpoint, keyed by weights) and open an onnxruntime session."""
-    return _ort_session(_onnx_export(predictor))
-
-
 # int8 settings, chosen by measurement on this project's 2-core AVX2 machine (docs/performance.md): QDQ format,
 # per-channel weights, min-max calibration; the model's last Conv (the regression/logit head) stays float.
 # reduce_range (7-bit weights): x86 CPUs without VNNI multiply u8 x s8 with VPMADDUBSW, whose int16 pair sums can
